@@ -1,0 +1,70 @@
+"""The ``Engine`` protocol and the records that describe an engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from speakstream.audio.pcm import PcmChunk
+
+
+class EngineLoadError(RuntimeError):
+    """An engine or voice that cannot be loaded; the message says how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceInfo:
+    name: str
+    sample_rate_hz: int
+    language: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineCapabilities:
+    """What an engine can do, advertised to clients in ``ready``."""
+
+    engine: str
+    voices: tuple[VoiceInfo, ...]
+    default_voice: str
+    streams_within_sentence: bool
+    word_timings: bool
+
+    def voice(self, name: str) -> VoiceInfo | None:
+        for info in self.voices:
+            if info.name == name:
+                return info
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SynthesisOptions:
+    speed: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Settings every engine understands; ``options`` carries engine-specific ones."""
+
+    default_voice: str | None = None
+    voices_dir: Path | None = None
+    threads: int | None = None  # None: as many as there are cores
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """A blocking synthesizer. ``synthesize`` runs in a worker thread, never on the loop.
+
+    It must be safe to call from several threads at once (the server shares one engine
+    across all connections). The caller may stop iterating at any chunk to cancel.
+    """
+
+    @property
+    def capabilities(self) -> EngineCapabilities: ...
+
+    def synthesize(self, text: str, voice: str, options: SynthesisOptions) -> Iterator[PcmChunk]:
+        """Yield PCM for ``text`` (which may be whitespace or punctuation only: no audio)."""
+        ...
+
+    def close(self) -> None: ...

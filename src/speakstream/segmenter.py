@@ -1,0 +1,275 @@
+"""Incremental text segmentation with character offsets (sans-I/O, synchronous).
+
+Text is appended in pieces of any size; a ``Segment`` comes out as soon as the policy says
+the text so far is worth synthesizing. The rules, in order of precedence:
+
+* A cut is only ever made right after a whitespace character that ends a token (so a
+  number, decimal, price, time, URL or e-mail address, which contain no whitespace, is
+  never split), or right after CJK sentence/clause punctuation. A token longer than
+  ``max_segment_chars`` is the one exception: it is cut at that length.
+* No cut after an abbreviation or an initial ("Dr.", "e.g.", "U.S.", "J.").
+* First segment (preemptive generation): the first word, clause or sentence boundary at
+  which at least ``min_text_length`` characters are buffered. Without preemptive
+  generation, the first sentence end.
+* Later segments aim at a target length that starts at ``chunk_size`` and grows by
+  ``chunk_growth`` per segment up to ``max_chunk_size``: a sentence end always cuts (once
+  ``min_text_length`` is reached), a clause boundary cuts at the target, a plain word
+  boundary at 1.5 times the target. Segments thus grow toward whole sentences.
+* After ``streaming_threshold_s`` without input, the complete words buffered are
+  flushed; a word still being typed is flushed after ``partial_word_timeout_s``.
+* ``flush()`` forces out everything buffered.
+
+Decisions at a boundary depend only on the text before it, never on how the text was split
+into pushes, so pushing the same text in any pieces yields the same segments (idle
+flushes aside, which depend on time by design). Each character is scanned once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+
+
+class SegmentReason(StrEnum):
+    BOUNDARY = "boundary"
+    IDLE = "idle"
+    FLUSH = "flush"
+    MAX_LENGTH = "max_length"
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """``text`` is ``full_text[start:end]`` of the context's text; ``index`` counts from 0."""
+
+    index: int
+    text: str
+    start: int
+    end: int
+    reason: SegmentReason
+
+
+@dataclass(frozen=True, slots=True)
+class SegmenterPolicy:
+    min_text_length: int = 5
+    chunk_size: int = 25
+    chunk_growth: float = 2.0
+    max_chunk_size: int = 200
+    preemptive_generation: bool = True
+    streaming_threshold_s: float = 0.1
+    partial_word_timeout_s: float = 1.0
+    max_segment_chars: int = 400
+
+    def __post_init__(self) -> None:
+        if self.min_text_length < 1:
+            raise ValueError("min_text_length must be at least 1")
+        if self.chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        if self.chunk_growth < 1.0:
+            raise ValueError("chunk_growth must be at least 1.0")
+        if self.max_chunk_size < self.chunk_size:
+            raise ValueError("max_chunk_size must be at least chunk_size")
+        if self.streaming_threshold_s <= 0 or self.partial_word_timeout_s <= 0:
+            raise ValueError("idle timeouts must be positive")
+        if self.max_segment_chars < 2 * self.max_chunk_size:
+            raise ValueError("max_segment_chars must be at least twice max_chunk_size")
+
+    def target_chars(self, segment_index: int) -> int:
+        """Target length of segment ``segment_index`` (>= 1): the growth schedule."""
+        target = self.chunk_size * self.chunk_growth ** (segment_index - 1)
+        return int(min(target, self.max_chunk_size))
+
+
+class _Boundary(IntEnum):
+    NONE = 0
+    WORD = 1
+    CLAUSE = 2
+    SENTENCE = 3
+
+
+_SENTENCE_END = frozenset(".!?…")
+_CLAUSE_END = frozenset(",;:—–")
+_DASHES = frozenset({"-", "--", "—", "–"})
+_CLOSERS = "\"')]}»”’"
+_OPENERS = "\"'([{«“‘"
+_CJK_SENTENCE = frozenset("。！？")
+_CJK_CLAUSE = frozenset("，、；：")
+_ABBREVIATIONS = frozenset(
+    """
+    mr. mrs. ms. dr. prof. sr. jr. st. mt. ft. vs. etc. e.g. i.e. a.m. p.m. no. nos. fig.
+    approx. inc. ltd. co. corp. dept. est. gen. gov. sgt. capt. lt. col. rev. ave. blvd.
+    rd. vol. pp. ca. cf. al. jan. feb. mar. apr. jun. jul. aug. sep. sept. oct. nov. dec.
+    mon. tue. wed. thu. fri. sat. sun. u.s. u.k. e.u. ph.d. hon. pres. gov't
+    """.split()
+)
+
+
+def _is_abbreviation(token: str) -> bool:
+    word = token.lstrip(_OPENERS)
+    if not word.endswith("."):
+        return False
+    if word.lower() in _ABBREVIATIONS:
+        return True
+    letters = word[:-1].split(".")
+    # Initials and dotted acronyms: "J.", "U.S.", "a.k.a."
+    return all(len(part) == 1 and part.isalpha() for part in letters)
+
+
+def _classify(token: str, whitespace: str) -> _Boundary:
+    if _is_abbreviation(token):
+        return _Boundary.NONE
+    if whitespace == "\n":
+        return _Boundary.SENTENCE
+    if token in _DASHES:
+        return _Boundary.CLAUSE
+    core = token.rstrip(_CLOSERS)
+    if not core:
+        return _Boundary.WORD
+    last = core[-1]
+    if last in _SENTENCE_END:
+        return _Boundary.SENTENCE
+    if last in _CLAUSE_END:
+        return _Boundary.CLAUSE
+    return _Boundary.WORD
+
+
+class Segmenter:
+    """Turns appended text into ``Segment``s. Not thread-safe; one per context."""
+
+    def __init__(self, policy: SegmenterPolicy | None = None) -> None:
+        self.policy = policy or SegmenterPolicy()
+        self._buf = ""  # text not yet in a segment, starting at offset self._base
+        self._base = 0
+        self._scan = 0  # index in _buf of the next character to examine
+        self._token_start = 0  # index in _buf where the current token began
+        self._words_end = 0  # index in _buf just after the last whitespace seen
+        self._next_index = 0
+        self._last_input_s: float | None = None
+        self._idle_flushed = False
+
+    @property
+    def buffered_chars(self) -> int:
+        return len(self._buf)
+
+    @property
+    def offset(self) -> int:
+        """Characters received so far (the end offset of all text pushed)."""
+        return self._base + len(self._buf)
+
+    def push(self, text: str, now_s: float) -> list[Segment]:
+        """Append text; return the segments it completes."""
+        if not text:
+            return []
+        self._last_input_s = now_s
+        self._idle_flushed = False
+        self._buf += text
+        segments: list[Segment] = []
+        self._scan_buffer(segments)
+        return segments
+
+    def flush(self) -> list[Segment]:
+        """Force everything buffered out as one segment (none if nothing is buffered)."""
+        segments: list[Segment] = []
+        if self._buf:
+            self._cut(len(self._buf), SegmentReason.FLUSH, segments)
+        return segments
+
+    def idle_deadline_s(self) -> float | None:
+        """When ``poll`` next has something to do, or None."""
+        if not self._buf or self._last_input_s is None:
+            return None
+        if self._words_end > 0 and not self._idle_flushed:
+            return self._last_input_s + self.policy.streaming_threshold_s
+        return self._last_input_s + self.policy.partial_word_timeout_s
+
+    def poll(self, now_s: float) -> list[Segment]:
+        """Flush on input silence: complete words first, a partial word later."""
+        deadline = self.idle_deadline_s()
+        if deadline is None or now_s < deadline:
+            return []
+        segments: list[Segment] = []
+        idle_s = now_s - (self._last_input_s or now_s)
+        if idle_s >= self.policy.partial_word_timeout_s or self._words_end == len(self._buf):
+            self._cut(len(self._buf), SegmentReason.IDLE, segments)
+        else:
+            self._cut(self._words_end, SegmentReason.IDLE, segments)
+            self._idle_flushed = True
+        return segments
+
+    # --- internals -------------------------------------------------------------------
+
+    def _scan_buffer(self, segments: list[Segment]) -> None:
+        policy = self.policy
+        buf = self._buf
+        seg_start = 0
+        i = self._scan
+        while i < len(buf):
+            ch = buf[i]
+            i += 1
+            cut = False
+            kind = _Boundary.NONE
+            if ch.isspace():
+                if self._token_start < i - 1:
+                    kind = _classify(buf[self._token_start : i - 1], ch)
+                elif ch == "\n" and i - 1 > seg_start:
+                    kind = _Boundary.SENTENCE
+                self._token_start = i
+                self._words_end = i
+            elif ch in _CJK_SENTENCE:
+                kind = _Boundary.SENTENCE
+                self._token_start = i
+                self._words_end = i
+            elif ch in _CJK_CLAUSE:
+                kind = _Boundary.CLAUSE
+                self._token_start = i
+                self._words_end = i
+            length = i - seg_start
+            if kind is not _Boundary.NONE:
+                cut = self._should_cut(kind, length)
+            if cut:
+                self._cut_at(seg_start, i, SegmentReason.BOUNDARY, segments)
+                seg_start = i
+            elif length >= policy.max_segment_chars:
+                end = self._words_end if self._words_end > seg_start else i
+                self._cut_at(seg_start, end, SegmentReason.MAX_LENGTH, segments)
+                seg_start = end
+                self._token_start = max(self._token_start, end)
+        self._scan = i
+        self._drop_prefix(seg_start)
+
+    def _should_cut(self, kind: _Boundary, length: int) -> bool:
+        policy = self.policy
+        if length < policy.min_text_length:
+            return False
+        if self._next_index == 0:
+            return policy.preemptive_generation or kind is _Boundary.SENTENCE
+        if kind is _Boundary.SENTENCE:
+            return True
+        target = policy.target_chars(self._next_index)
+        if kind is _Boundary.CLAUSE:
+            return length >= target
+        return length >= target + target // 2
+
+    def _cut_at(self, start: int, end: int, reason: SegmentReason, out: list[Segment]) -> None:
+        out.append(
+            Segment(
+                index=self._next_index,
+                text=self._buf[start:end],
+                start=self._base + start,
+                end=self._base + end,
+                reason=reason,
+            )
+        )
+        self._next_index += 1
+
+    def _cut(self, end: int, reason: SegmentReason, out: list[Segment]) -> None:
+        self._cut_at(0, end, reason, out)
+        self._drop_prefix(end)
+
+    def _drop_prefix(self, n: int) -> None:
+        if n == 0:
+            return
+        self._buf = self._buf[n:]
+        self._base += n
+        self._scan = max(0, self._scan - n)
+        self._token_start = max(0, self._token_start - n)
+        self._words_end = max(0, self._words_end - n)
