@@ -25,6 +25,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from speakstream import PROTOCOL_VERSION
 from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
 from speakstream.protocol.messages import (
     CancelMessage,
@@ -202,7 +203,7 @@ class Session:
         cfg = self.config
         ready = server_message(
             "ready",
-            protocol=1,
+            protocol=PROTOCOL_VERSION,
             settings={
                 "voice": cfg.default_voice,
                 "encoding": cfg.default_encoding,

@@ -1,0 +1,148 @@
+"""The engine worker pool: a fixed number of threads shared by every connection.
+
+* Admission: at most ``max_workers`` jobs run at once, server-wide. Waiting jobs are
+  ordered by priority (a context's first segment before any later one: time to first
+  audio matters most), then by arrival. A waiting job that is cancelled simply leaves.
+* Streaming: the blocking engine runs in a worker thread and hands each PCM chunk to the
+  event loop as soon as it exists (``call_soon_threadsafe``); the loop never blocks.
+* Cancel and deadline: the thread checks a flag between chunks. A worker slot is released
+  only when its thread really returns, so the bound on threads is never exceeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import AsyncGenerator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from speakstream.audio.pcm import PcmChunk
+from speakstream.engines.base import Engine, SynthesisOptions
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class SynthesisTimeoutError(Exception):
+    """The job ran past its deadline."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobTimings:
+    queue_s: float
+    synthesis_s: float
+
+
+@dataclass(slots=True)
+class _Done:
+    error: BaseException | None
+
+
+class EnginePool:
+    def __init__(self, engine: Engine, max_workers: int) -> None:
+        self.engine = engine
+        self.max_workers = max_workers
+        self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="speakstream-engine")
+        self._free = max_workers
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self.running_jobs = 0  # threads busy right now (also after their caller gave up)
+
+    @property
+    def waiting_jobs(self) -> int:
+        return sum(1 for *_, fut in self._waiters if not fut.done())
+
+    async def _acquire(self, priority: int) -> None:
+        if self._free > 0 and not self.waiting_jobs:
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._order), fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._release()  # the slot was handed to us just as we were cancelled
+            raise
+
+    def _release(self) -> None:
+        while self._waiters:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self._free += 1
+
+    async def stream(
+        self,
+        text: str,
+        voice: str,
+        options: SynthesisOptions,
+        *,
+        first: bool,
+        timeout_s: float,
+        timings: list[JobTimings],
+    ) -> AsyncGenerator[PcmChunk, None]:
+        """Synthesize in a worker thread, yielding chunks as they come.
+
+        Raises ``SynthesisTimeoutError`` past ``timeout_s`` of synthesis (queueing not
+        counted). ``timings`` receives one record when the job completes.
+        """
+        loop = asyncio.get_running_loop()
+        queued_at = time.perf_counter()
+        await self._acquire(0 if first else 1)
+        started_at = time.perf_counter()
+        cancel = threading.Event()
+        chunks: asyncio.Queue[PcmChunk | _Done] = asyncio.Queue()
+
+        def work() -> None:
+            error: BaseException | None = None
+            try:
+                for chunk in self.engine.synthesize(text, voice, options):
+                    if cancel.is_set():
+                        break
+                    loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+            except BaseException as exc:
+                error = exc
+            finally:
+                loop.call_soon_threadsafe(chunks.put_nowait, _Done(error))
+
+        def finished(_: object) -> None:
+            self.running_jobs -= 1
+            self._release()
+
+        self.running_jobs += 1
+        future = loop.run_in_executor(self._executor, work)
+        future.add_done_callback(finished)
+        deadline = loop.time() + timeout_s
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise SynthesisTimeoutError
+                try:
+                    async with asyncio.timeout(remaining):
+                        item = await chunks.get()
+                except TimeoutError:
+                    raise SynthesisTimeoutError from None
+                if isinstance(item, _Done):
+                    if item.error is not None:
+                        raise item.error
+                    timings.append(
+                        JobTimings(started_at - queued_at, time.perf_counter() - started_at)
+                    )
+                    return
+                yield item
+        finally:
+            cancel.set()
+
+    def close(self) -> None:
+        for *_, fut in self._waiters:
+            if not fut.done():
+                fut.cancel()
+        self._waiters.clear()
+        self._executor.shutdown(wait=True, cancel_futures=True)

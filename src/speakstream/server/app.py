@@ -1,0 +1,89 @@
+"""ASGI app factory: the native endpoint, health, and the shared runtime."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from speakstream.config import Settings
+from speakstream.engines.base import Engine
+from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
+from speakstream.protocol.messages import error_message
+from speakstream.server.connection import Connection
+from speakstream.server.runtime import Runtime
+
+_LOGGER = logging.getLogger(__name__)
+
+
+async def _refuse(websocket: WebSocket, error: ProtocolError, code: CloseCode) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.send_text(json.dumps(error_message(error)))
+        await websocket.close(code=code, reason=error.message[:120])
+
+
+async def stream_endpoint(websocket: WebSocket) -> None:
+    runtime: Runtime = websocket.app.state.runtime
+    await websocket.accept()
+    if runtime.shutting_down:
+        error = ProtocolError(ErrorCode.SERVER_SHUTTING_DOWN, "the server is shutting down")
+        await _refuse(websocket, error, CloseCode.GOING_AWAY)
+        return
+    if runtime.connections >= runtime.settings.max_connections:
+        error = ProtocolError(
+            ErrorCode.TOO_MANY_CONNECTIONS,
+            f"the server already serves {runtime.settings.max_connections} connections; "
+            "try again later",
+        )
+        await _refuse(websocket, error, CloseCode.TRY_AGAIN_LATER)
+        return
+    runtime.connections += 1
+    runtime.connections_total += 1
+    try:
+        await Connection(websocket, runtime).serve()
+    finally:
+        runtime.connections -= 1
+
+
+async def health(request: Request) -> JSONResponse:
+    runtime: Runtime = request.app.state.runtime
+    return JSONResponse(
+        {
+            "status": "draining" if runtime.shutting_down else "ok",
+            "engine": runtime.engine.capabilities.engine,
+            "connections": runtime.connections,
+            "active_streams": runtime.active_streams,
+            "running_jobs": runtime.pool.running_jobs,
+            "waiting_jobs": runtime.pool.waiting_jobs,
+        }
+    )
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> Starlette:
+    """Build the app. Loads the engine now (so a missing model fails at start)."""
+    runtime = Runtime.build(settings or Settings(), engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            runtime.shutting_down = True
+            runtime.close()
+
+    app = Starlette(
+        routes=[
+            WebSocketRoute("/v1/stream", stream_endpoint),
+            Route("/healthz", health),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    return app

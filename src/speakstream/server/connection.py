@@ -1,0 +1,295 @@
+"""The asyncio driver of one native-protocol connection: the only place with tasks.
+
+It moves bytes between the WebSocket and the sans-I/O ``Session`` and carries out what the
+session decides. Concurrent mode (the default) runs, side by side:
+
+* the receive loop (client frames -> session),
+* the send loop (bounded outbox -> socket; urgent messages first),
+* the idle ticker (input silence -> session.poll),
+* one task per synthesis job (worker-pool chunks -> session -> outbox).
+
+Sequential mode (``bidirectional_streaming.enabled = false``) is the baseline the seed
+compares against: receive one message, synthesize what it completes, send the audio, and
+only then read the next message.
+
+Whatever way the connection ends, every task it started is cancelled and awaited and
+every job's worker thread is told to stop, before ``serve`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from speakstream.audio.encoders import Encoder, create_encoder
+from speakstream.engines.base import SynthesisOptions
+from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
+from speakstream.protocol.frames import AudioFrameHeader, pack_audio_frame
+from speakstream.protocol.session import (
+    Audio,
+    CancelJobs,
+    Close,
+    CloseStream,
+    DropStream,
+    OpenStream,
+    Output,
+    Send,
+    Session,
+    SynthesisJob,
+    Synthesize,
+)
+from speakstream.scheduler import JobTimings, SynthesisTimeoutError
+from speakstream.server.outbox import Item, Outbox
+from speakstream.server.runtime import Runtime
+
+_LOGGER = logging.getLogger(__name__)
+_CLOSE_GRACE_S = 2.0
+
+
+@dataclass(slots=True)
+class _Stream:
+    encoder: Encoder
+    frames: int = 0
+    last_segment: int = 0
+
+
+def _json(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+class Connection:
+    def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
+        self.ws = websocket
+        self.runtime = runtime
+        settings = runtime.settings
+        self.concurrent = settings.bidirectional_streaming_enabled
+        self.session = Session(runtime.session_config)
+        self.outbox = Outbox(settings.queue_size, urgent_size=max(16, settings.queue_size))
+        self._streams: dict[int, _Stream] = {}
+        self._jobs: dict[int, asyncio.Task[None]] = {}
+        self._sequential_jobs: deque[SynthesisJob] = deque()  # sequential mode only
+        self._wake = asyncio.Event()
+        self._close: Close | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        sender: asyncio.Task[None] | None = None
+        ticker: asyncio.Task[None] | None = None
+        try:
+            if self.concurrent:
+                sender = asyncio.create_task(self._send_loop(), name="speakstream-send")
+                ticker = asyncio.create_task(self._tick_loop(), name="speakstream-tick")
+            await self._handle_all(self.session.start())
+            await self._receive_loop()
+            if sender is not None and self._close is not None:
+                # Let the send loop deliver what precedes the close (the error that caused it).
+                with contextlib.suppress(TimeoutError, Exception):
+                    async with asyncio.timeout(_CLOSE_GRACE_S):
+                        await asyncio.shield(sender)
+        except WebSocketDisconnect:
+            pass
+        except Exception:
+            _LOGGER.exception("connection failed")
+            await self._close_socket(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            await self._shutdown(sender, ticker)
+
+    async def _shutdown(self, *tasks: asyncio.Task[None] | None) -> None:
+        self.session.close()
+        running = [t for t in (*tasks, *self._jobs.values()) if t is not None]
+        for task in running:
+            task.cancel()
+        # Jobs cancelled here may finish their current chunk in a worker thread; the pool
+        # keeps the slot until then. Nothing of this connection survives this gather.
+        await asyncio.gather(*running, return_exceptions=True)
+        self._jobs.clear()
+        self.runtime.active_streams -= len(self._streams)
+        self._streams.clear()
+
+    async def _close_socket(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, reason=reason)
+
+    # --- loops -----------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        while self._close is None:
+            message: Mapping[str, Any] | None
+            if self.concurrent:
+                message = await self.ws.receive()
+            else:
+                message = await self._receive_or_poll()
+            if message is None:
+                continue
+            if message["type"] == "websocket.disconnect":
+                return
+            now_s = time.monotonic()
+            text = message.get("text")
+            if text is not None:
+                outputs = self.session.receive_text_frame(text, now_s)
+            else:
+                outputs = self.session.receive_binary_frame(message.get("bytes") or b"", now_s)
+            await self._handle_all(outputs)
+            while self._sequential_jobs:
+                await self._run_job(self._sequential_jobs.popleft())
+            self._wake.set()
+
+    async def _receive_or_poll(self) -> Mapping[str, Any] | None:
+        """Sequential mode: the next message, or None after an idle flush was handled."""
+        deadline = self.session.next_deadline_s()
+        if deadline is None:
+            return await self.ws.receive()
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                return await self.ws.receive()
+        except TimeoutError:
+            await self._handle_all(self.session.poll(time.monotonic()))
+            while self._sequential_jobs:
+                await self._run_job(self._sequential_jobs.popleft())
+            return None
+
+    async def _send_loop(self) -> None:
+        while True:
+            item = await self.outbox.get()
+            if item.close_code is not None:
+                await self._close_socket(item.close_code, item.close_reason)
+                return
+            if self.outbox.is_dropped(item.stream):
+                continue
+            await self._send(item.data)
+
+    async def _send(self, data: str | bytes) -> None:
+        if isinstance(data, str):
+            await self.ws.send_text(data)
+        else:
+            await self.ws.send_bytes(data)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            deadline = self.session.next_deadline_s()
+            if deadline is None:
+                await self._wake.wait()
+                continue
+            delay_s = deadline - time.monotonic()
+            if delay_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay_s):
+                        await self._wake.wait()
+                continue
+            await self._handle_all(self.session.poll(time.monotonic()))
+
+    # --- carrying out the session's decisions ----------------------------------------------
+
+    async def _deliver(self, item: Item, urgent: bool = False) -> None:
+        if self.concurrent:
+            await self.outbox.put(item, urgent=urgent)
+        elif item.close_code is not None:
+            await self._close_socket(item.close_code, item.close_reason)
+        elif not self.outbox.is_dropped(item.stream):
+            await self._send(item.data)
+
+    async def _handle_all(self, outputs: list[Output]) -> None:
+        for output in outputs:
+            await self._handle(output)
+
+    async def _handle(self, output: Output) -> None:
+        if isinstance(output, Audio):
+            stream = self._streams.get(output.stream)
+            if stream is None:
+                return
+            payload = stream.encoder.encode(output.pcm)
+            header = AudioFrameHeader(output.stream, output.segment, stream.frames)
+            stream.frames += 1
+            stream.last_segment = output.segment
+            await self._deliver(Item(pack_audio_frame(header, payload), output.stream))
+        elif isinstance(output, Send):
+            await self._deliver(Item(_json(output.message), output.stream), urgent=output.urgent)
+        elif isinstance(output, Synthesize):
+            if self.concurrent:
+                task = asyncio.create_task(self._run_job(output.job), name="speakstream-job")
+                self._jobs[output.job.job_id] = task
+            else:
+                self._sequential_jobs.append(output.job)
+        elif isinstance(output, OpenStream):
+            encoder = create_encoder(output.encoding, output.sample_rate_hz, output.sample_rate_hz)
+            self._streams[output.stream] = _Stream(encoder)
+            self.runtime.active_streams += 1
+        elif isinstance(output, CloseStream):
+            await self._end_stream(output.stream)
+        elif isinstance(output, DropStream):
+            if self._streams.pop(output.stream, None) is not None:
+                self.runtime.active_streams -= 1
+            await self.outbox.drop_stream(output.stream)
+        elif isinstance(output, CancelJobs):
+            for job_id in output.job_ids:
+                running = self._jobs.pop(job_id, None)
+                if running is not None:
+                    running.cancel()
+        elif isinstance(output, Close):
+            self._close = output
+            await self._deliver(
+                Item("", close_code=int(output.code), close_reason=output.reason), True
+            )
+
+    async def _end_stream(self, stream_id: int) -> None:
+        stream = self._streams.pop(stream_id, None)
+        if stream is None:
+            return
+        self.runtime.active_streams -= 1
+        tail = stream.encoder.finish()
+        if tail:
+            header = AudioFrameHeader(stream_id, stream.last_segment, stream.frames)
+            await self._deliver(Item(pack_audio_frame(header, tail), stream_id))
+
+    async def _run_job(self, job: SynthesisJob) -> None:
+        session = self.session
+        timings: list[JobTimings] = []
+        try:
+            chunks = self.runtime.pool.stream(
+                job.segment.text,
+                job.voice,
+                SynthesisOptions(speed=job.speed),
+                first=job.first,
+                timeout_s=self.runtime.settings.task_timeout,
+                timings=timings,
+            )
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    now_s = time.monotonic()
+                    await self._handle_all(
+                        session.job_audio(job.job_id, chunk, chunk.duration_ms, now_s)
+                    )
+            timing = timings[0]
+            outputs = session.job_finished(
+                job.job_id, timing.synthesis_s, timing.queue_s, time.monotonic()
+            )
+        except SynthesisTimeoutError:
+            error = ProtocolError(
+                ErrorCode.SYNTHESIS_TIMEOUT,
+                f"segment {job.segment.index} took longer than "
+                f"{self.runtime.settings.task_timeout:g} s to synthesize; its audio is skipped",
+                job.context,
+            )
+            outputs = session.job_failed(job.job_id, error, time.monotonic())
+        except Exception:
+            _LOGGER.exception("synthesis failed for segment %d", job.segment.index)
+            error = ProtocolError(
+                ErrorCode.SYNTHESIS_FAILED,
+                f"the engine failed on segment {job.segment.index}; its audio is skipped",
+                job.context,
+            )
+            outputs = session.job_failed(job.job_id, error, time.monotonic())
+        finally:
+            self._jobs.pop(job.job_id, None)
+        await self._handle_all(outputs)

@@ -1,0 +1,103 @@
+"""What all connections of one server share: settings, the engine, the worker pool, counters."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speakstream import __version__
+from speakstream.audio.encoders import ENCODINGS
+from speakstream.config import ConfigError, Settings
+from speakstream.engines import Engine, EngineSettings, load_engine
+from speakstream.protocol.session import SessionConfig
+from speakstream.scheduler import EnginePool
+from speakstream.segmenter import SegmenterPolicy
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def segmenter_policy(settings: Settings) -> SegmenterPolicy:
+    return SegmenterPolicy(
+        min_text_length=settings.min_text_length,
+        chunk_size=settings.chunk_size,
+        chunk_growth=settings.chunk_growth,
+        max_chunk_size=settings.max_chunk_size,
+        preemptive_generation=settings.preemptive_generation,
+        streaming_threshold_s=settings.streaming_threshold,
+        partial_word_timeout_s=settings.partial_word_timeout,
+        max_segment_chars=max(400, 2 * settings.max_chunk_size),
+    )
+
+
+def engine_settings(settings: Settings, options: dict[str, Any] | None = None) -> EngineSettings:
+    return EngineSettings(
+        default_voice=settings.voice or None,
+        voices_dir=Path(settings.voices_dir) if settings.voices_dir else None,
+        threads=settings.engine_threads or None,
+        options=options or {},
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    pool: EnginePool
+    session_config: SessionConfig
+    connections: int = 0
+    active_streams: int = 0
+    connections_total: int = 0
+    shutting_down: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings, engine: Engine | None = None) -> Runtime:
+        if engine is None:
+            engine = load_engine(settings.engine, engine_settings(settings))
+        caps = engine.capabilities
+        encoding = settings.default_encoding
+        if encoding not in ENCODINGS:
+            raise ConfigError(
+                f"setting 'default_encoding': {encoding!r} is not one of {', '.join(ENCODINGS)}"
+            )
+        session_config = SessionConfig(
+            voices={v.name: v.sample_rate_hz for v in caps.voices},
+            default_voice=caps.default_voice,
+            encodings=frozenset(ENCODINGS),
+            default_encoding=encoding,
+            policy=segmenter_policy(settings),
+            immediate_send=settings.immediate_send,
+            max_contexts=settings.max_contexts,
+            max_text_chars=settings.max_text_chars,
+            max_buffered_chars=settings.max_buffered_chars,
+            max_jobs_in_flight=settings.max_concurrent_tasks,
+            max_errors=settings.max_errors,
+            ready_info={
+                "server": f"speakstream {__version__}",
+                "capabilities": {
+                    "engine": caps.engine,
+                    "voices": [
+                        {"name": v.name, "sample_rate_hz": v.sample_rate_hz, "language": v.language}
+                        for v in caps.voices
+                    ],
+                    "encodings": sorted(ENCODINGS),
+                    "streams_within_sentence": caps.streams_within_sentence,
+                    "word_timings": caps.word_timings,
+                    "alignment": False,
+                },
+                "server_limits": {
+                    "max_message_bytes": settings.max_message_bytes,
+                    "queue_size": settings.queue_size,
+                    "max_concurrent_tasks": settings.max_concurrent_tasks,
+                    "task_timeout_s": settings.task_timeout,
+                },
+            },
+        )
+        pool = EnginePool(engine, settings.max_concurrent_tasks)
+        return cls(settings, engine, pool, session_config)
+
+    def close(self) -> None:
+        self.pool.close()
+        self.engine.close()
