@@ -61,22 +61,13 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 def serve(settings: Settings) -> int:
     import uvicorn
 
-    from speakstream.server.app import create_app
+    from speakstream.server.app import create_app, uvicorn_config
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ws="websockets-sansio",
-        ws_max_size=settings.max_message_bytes,
-        ws_per_message_deflate=False,
-        log_level=settings.log_level,
-        lifespan="on",
-    )
+    uvicorn.Server(uvicorn_config(app, settings)).run()
     return 0
 
 
@@ -88,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             from speakstream.bench import run_bench
 
-            return run_bench(quick=args.quick, output=args.output)
+            return int(run_bench(quick=args.quick, output=args.output))
     except (ConfigError, EngineLoadError) as exc:
         print(f"speakstream: {exc}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -63,6 +64,22 @@ async def health(request: Request) -> JSONResponse:
             "running_jobs": runtime.pool.running_jobs,
             "waiting_jobs": runtime.pool.waiting_jobs,
         }
+    )
+
+
+def uvicorn_config(
+    app: Starlette, settings: Settings, *, port: int | None = None
+) -> uvicorn.Config:
+    """The uvicorn configuration the server runs with (also used by tests and the benchmark)."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port if port is None else port,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_message_bytes,
+        ws_per_message_deflate=False,  # compressing PCM costs CPU and latency for little gain
+        log_level=settings.log_level,
+        lifespan="on",
     )
 
 

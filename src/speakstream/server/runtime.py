@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +50,11 @@ class Runtime:
     active_streams: int = 0
     connections_total: int = 0
     shutting_down: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    owns_engine: bool = True
 
     @classmethod
     def build(cls, settings: Settings, engine: Engine | None = None) -> Runtime:
+        owns_engine = engine is None
         if engine is None:
             engine = load_engine(settings.engine, engine_settings(settings))
         caps = engine.capabilities
@@ -96,8 +97,9 @@ class Runtime:
             },
         )
         pool = EnginePool(engine, settings.max_concurrent_tasks)
-        return cls(settings, engine, pool, session_config)
+        return cls(settings, engine, pool, session_config, owns_engine=owns_engine)
 
     def close(self) -> None:
         self.pool.close()
-        self.engine.close()
+        if self.owns_engine:
+            self.engine.close()
