@@ -75,7 +75,7 @@ class SegmenterPolicy:
 
     def target_chars(self, segment_index: int) -> int:
         """Target length of segment ``segment_index`` (>= 1): the growth schedule."""
-        target = self.chunk_size * self.chunk_growth ** (segment_index - 1)
+        target = self.chunk_size * self.chunk_growth ** min(segment_index - 1, 64)
         return int(min(target, self.max_chunk_size))
 
 
@@ -145,6 +145,7 @@ class Segmenter:
         self._next_index = 0
         self._last_input_s: float | None = None
         self._idle_flushed = False
+        self.work_chars = 0  # characters scanned or copied: a deterministic cost measure
 
     @property
     def buffered_chars(self) -> int:
@@ -162,6 +163,7 @@ class Segmenter:
         self._last_input_s = now_s
         self._idle_flushed = False
         self._buf += text
+        self.work_chars += len(self._buf)
         segments: list[Segment] = []
         self._scan_buffer(segments)
         return segments
@@ -184,10 +186,10 @@ class Segmenter:
     def poll(self, now_s: float) -> list[Segment]:
         """Flush on input silence: complete words first, a partial word later."""
         deadline = self.idle_deadline_s()
-        if deadline is None or now_s < deadline:
+        if deadline is None or self._last_input_s is None or now_s < deadline:
             return []
         segments: list[Segment] = []
-        idle_s = now_s - (self._last_input_s or now_s)
+        idle_s = now_s - self._last_input_s
         if idle_s >= self.policy.partial_word_timeout_s or self._words_end == len(self._buf):
             self._cut(len(self._buf), SegmentReason.IDLE, segments)
         else:
@@ -233,6 +235,7 @@ class Segmenter:
                 self._cut_at(seg_start, end, SegmentReason.MAX_LENGTH, segments)
                 seg_start = end
                 self._token_start = max(self._token_start, end)
+        self.work_chars += i - self._scan
         self._scan = i
         self._drop_prefix(seg_start)
 
@@ -269,6 +272,7 @@ class Segmenter:
         if n == 0:
             return
         self._buf = self._buf[n:]
+        self.work_chars += len(self._buf)
         self._base += n
         self._scan = max(0, self._scan - n)
         self._token_start = max(0, self._token_start - n)

@@ -1,0 +1,71 @@
+"""Shared fixtures: one Piper engine per test session, servers on ephemeral ports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import uvicorn
+
+from speakstream.config import Settings
+from speakstream.engines import Engine, EngineSettings, load_engine
+from speakstream.server.app import create_app, uvicorn_config
+from speakstream.server.runtime import Runtime
+
+
+@pytest.fixture(scope="session")
+def piper_engine() -> Iterator[Engine]:
+    engine = load_engine("piper", EngineSettings())
+    yield engine
+    engine.close()
+
+
+@dataclass
+class RunningServer:
+    url: str
+    port: int
+    runtime: Runtime
+
+    @property
+    def stream_url(self) -> str:
+        return f"{self.url}/v1/stream"
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    engine: Engine, settings: Settings | None = None, **changes: Any
+) -> AsyncIterator[RunningServer]:
+    """A real uvicorn server in this event loop on 127.0.0.1 and a free port."""
+    settings = (settings or Settings(log_level="warning")).replace(**changes)
+    app = create_app(settings, engine=engine)
+    server = uvicorn.Server(uvicorn_config(app, settings, port=0))
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(20):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield RunningServer(f"ws://127.0.0.1:{port}", port, app.state.runtime)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 20)
+
+
+@pytest.fixture
+async def piper_server(piper_engine: Engine) -> AsyncIterator[RunningServer]:
+    async with running_server(piper_engine) as srv:
+        yield srv
+
+
+@pytest.fixture
+def fake_engine_factory() -> Any:
+    def make(**options: Any) -> Engine:
+        return load_engine("fake", EngineSettings(options=options))
+
+    return make

@@ -1,0 +1,272 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from speakstream.segmenter import Segment, Segmenter, SegmenterPolicy, SegmentReason
+
+
+def push_in_pieces(
+    text: str, cuts: list[int], policy: SegmenterPolicy | None = None
+) -> list[Segment]:
+    seg = Segmenter(policy)
+    out: list[Segment] = []
+    pos = 0
+    for cut in sorted(set(cuts)):
+        out += seg.push(text[pos:cut], 0.0)
+        pos = cut
+    out += seg.push(text[pos:], 0.0)
+    out += seg.flush()
+    return out
+
+
+def texts(segments: list[Segment]) -> list[str]:
+    return [s.text for s in segments]
+
+
+def check_exactly_once(text: str, segments: list[Segment]) -> None:
+    assert "".join(texts(segments)) == text
+    pos = 0
+    for i, s in enumerate(segments):
+        assert s.index == i
+        assert s.start == pos and s.end == pos + len(s.text)
+        assert text[s.start : s.end] == s.text
+        assert s.text, "no empty segments"
+        pos = s.end
+    assert pos == len(text)
+
+
+SAMPLE = (
+    "Hello there, Dr. Smith. It costs $29.95 at 10:30 a.m. on example.com, e.g. today. "
+    "Pi is 3.14159! Visit https://example.com/a.b?c=1 now. This is a much longer sentence "
+    "that goes on and on without any punctuation for quite a while so that word cuts happen. "
+    "Done."
+)
+
+
+def test_first_segment_is_first_word_boundary_past_min_length() -> None:
+    seg = Segmenter()
+    assert seg.push("Hel", 0) == []
+    assert seg.push("lo", 0) == []  # no boundary yet: the word may go on
+    out = seg.push(" th", 0)
+    assert texts(out) == ["Hello "]
+    assert out[0].reason is SegmentReason.BOUNDARY
+
+
+def test_first_segment_waits_for_min_text_length() -> None:
+    seg = Segmenter(SegmenterPolicy(min_text_length=8))
+    assert seg.push("Hi you ", 0) == []
+    assert texts(seg.push("all ", 0)) == ["Hi you all "]
+
+
+def test_without_preemptive_generation_first_segment_waits_for_sentence_end() -> None:
+    seg = Segmenter(SegmenterPolicy(preemptive_generation=False))
+    assert seg.push("Hello there, my friend ", 0) == []
+    assert texts(seg.push("today. And", 0)) == ["Hello there, my friend today. "]
+
+
+def test_never_splits_numbers_prices_times_abbreviations_urls() -> None:
+    segments = push_in_pieces(SAMPLE, [])
+    check_exactly_once(SAMPLE, segments)
+    for protected in (
+        "3.14159!",
+        "$29.95",
+        "10:30",
+        "e.g. today",
+        "Dr. Smith",
+        "example.com,",
+        "https://example.com/a.b?c=1",
+        "a.m. on",
+    ):
+        assert any(protected in s.text for s in segments), protected
+
+
+@pytest.mark.parametrize(
+    "abbreviation", ["Dr.", "Mr.", "e.g.", "i.e.", "U.S.", "J.", "etc.", "vs."]
+)
+def test_no_cut_right_after_an_abbreviation(abbreviation: str) -> None:
+    policy = SegmenterPolicy(
+        min_text_length=1, chunk_size=1, max_chunk_size=1, max_segment_chars=400
+    )
+    text = f"Yes. {abbreviation} Brown went home. "
+    segments = push_in_pieces(text, [])
+    assert not any(s.text.endswith(f"{abbreviation} ") for s in segments), texts(segments)
+    # the same policy does cut after ordinary words
+    assert texts(push_in_pieces("Yes. Brown went home. ", [], policy))[1:3] == ["Brown ", "went "]
+
+
+def test_later_segments_grow_toward_whole_sentences() -> None:
+    words = " ".join(f"word{i}" for i in range(200)) + ". "
+    segments = push_in_pieces(words, [])
+    lengths = [len(s.text) for s in segments[:-1]]
+    assert lengths[0] < lengths[1] < lengths[2] < lengths[3]
+    assert max(lengths) <= SegmenterPolicy().max_chunk_size * 1.5 + 10
+
+
+def test_sentence_end_always_cuts_after_first_segment() -> None:
+    segments = push_in_pieces("Hello there. Yes. Fine, then. Go.", [])
+    assert texts(segments) == ["Hello ", "there. ", "Yes. ", "Fine, then. ", "Go."]
+
+
+def test_clause_cut_at_target_length() -> None:
+    policy = SegmenterPolicy(chunk_size=20, max_chunk_size=20, max_segment_chars=400)
+    segments = push_in_pieces("Well then, we could go out, maybe later, or not", [], policy)
+    # "then, " is a clause boundary below the target (20): no cut; "out, " is past it.
+    assert texts(segments)[1] == "then, we could go out, "
+    # with no clause in reach, a plain word boundary cuts at 1.5 x the target
+    segments = push_in_pieces("Well then we could go out maybe later or not", [], policy)
+    assert texts(segments)[1] == "then we could go out maybe later "
+
+
+def test_newline_ends_a_unit() -> None:
+    segments = push_in_pieces("# Title here\n- item one\n- item two", [])
+    assert texts(segments) == ["# Title ", "here\n", "- item one\n", "- item two"]
+
+
+def test_cjk_punctuation_is_a_boundary_without_spaces() -> None:
+    text = "你好世界，今天天气很好。我们去公园吧！"
+    segments = push_in_pieces(text, [], SegmenterPolicy(min_text_length=2))
+    check_exactly_once(text, segments)
+    assert texts(segments)[0] == "你好世界，"
+    assert "今天天气很好。" in texts(segments)
+
+
+def test_overlong_token_is_cut_at_max_segment_chars() -> None:
+    token = "x" * 1000
+    segments = push_in_pieces(token, [])
+    check_exactly_once(token, segments)
+    assert segments[0].reason is SegmentReason.MAX_LENGTH
+    assert all(len(s.text) <= SegmenterPolicy().max_segment_chars for s in segments)
+
+
+def test_idle_flush_complete_words_then_partial_word() -> None:
+    seg = Segmenter(SegmenterPolicy(min_text_length=50))
+    assert seg.push("I think we sho", 10.0) == []
+    assert seg.idle_deadline_s() == pytest.approx(10.1)
+    assert seg.poll(10.05) == []
+    out = seg.poll(10.1)
+    assert texts(out) == ["I think we "]
+    assert out[0].reason is SegmentReason.IDLE
+    assert seg.idle_deadline_s() == pytest.approx(11.0)
+    assert texts(seg.poll(11.0)) == ["sho"]
+    assert seg.idle_deadline_s() is None
+    assert seg.poll(20.0) == []
+
+
+def test_new_input_resets_the_idle_clock() -> None:
+    seg = Segmenter(SegmenterPolicy(min_text_length=50))
+    seg.push("one two ", 0.0)
+    seg.push("three ", 0.09)
+    assert seg.poll(0.15) == []
+    assert texts(seg.poll(0.19)) == ["one two three "]
+
+
+def test_flush_forces_everything_out_and_is_idempotent() -> None:
+    seg = Segmenter()
+    seg.push("Hi", 0.0)
+    assert texts(seg.flush()) == ["Hi"]
+    assert seg.flush() == []
+    assert seg.buffered_chars == 0
+    assert seg.offset == 2
+
+
+def test_policy_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="min_text_length"):
+        SegmenterPolicy(min_text_length=0)
+    with pytest.raises(ValueError, match="max_chunk_size"):
+        SegmenterPolicy(chunk_size=50, max_chunk_size=10)
+
+
+_ATOMS = [
+    *"abcdefgh XYZ.,;:!?'\"$0123456789-\n\t你。",
+    "e.g. ",
+    "Dr. ",
+    " 3.14 ",
+    "10:30",
+    "hello ",
+]
+text_strategy = st.lists(st.sampled_from(_ATOMS), max_size=150).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=text_strategy, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=40))
+def test_segments_do_not_depend_on_how_the_input_was_split(text: str, cuts: list[int]) -> None:
+    cuts = [c for c in cuts if c <= len(text)]
+    whole = push_in_pieces(text, [])
+    pieces = push_in_pieces(text, cuts)
+    check_exactly_once(text, whole)
+    check_exactly_once(text, pieces)
+    assert texts(pieces) == texts(whole)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    text=text_strategy,
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=40),
+    min_len=st.integers(1, 30),
+    chunk=st.integers(1, 60),
+    preemptive=st.booleans(),
+)
+def test_nothing_lost_or_duplicated_under_any_policy(
+    text: str, cuts: list[int], min_len: int, chunk: int, preemptive: bool
+) -> None:
+    policy = SegmenterPolicy(
+        min_text_length=min_len,
+        chunk_size=chunk,
+        max_chunk_size=max(chunk, 100),
+        preemptive_generation=preemptive,
+    )
+    check_exactly_once(text, push_in_pieces(text, [c for c in cuts if c <= len(text)], policy))
+
+
+@settings(max_examples=50, deadline=None)
+@given(text=text_strategy, gaps=st.lists(st.floats(0, 2), min_size=1, max_size=20))
+def test_idle_flushes_never_lose_or_duplicate(text: str, gaps: list[float]) -> None:
+    seg = Segmenter()
+    out: list[Segment] = []
+    now = 0.0
+    step = max(1, len(text) // len(gaps))
+    for i, gap in zip(range(0, len(text), step), gaps + [0.0] * len(text), strict=False):
+        out += seg.push(text[i : i + step], now)
+        now += gap
+        out += seg.poll(now)
+    out += seg.flush()
+    check_exactly_once(text, out)
+
+
+def _work_for(n: int, piece_chars: int) -> int:
+    seg = Segmenter()
+    text = ("word, another word. " * (n // 20 + 1))[:n]
+    for start in range(0, n, piece_chars):
+        seg.push(text[start : start + piece_chars], 0.0)
+    seg.flush()
+    return seg.work_chars
+
+
+@pytest.mark.parametrize("piece_chars", [1, 7, 100_000])
+def test_work_is_linear_in_input_length(piece_chars: int) -> None:
+    # Counted work (characters scanned or copied), not wall time: deterministic.
+    small = _work_for(10_000, piece_chars)
+    large = _work_for(80_000, piece_chars)
+    assert large / small == pytest.approx(8.0, rel=0.05)
+    assert small / 10_000 < 400  # a bounded constant per character
+
+
+def test_a_long_unbroken_token_is_linear_too() -> None:
+    seg = Segmenter()
+    for _ in range(200):
+        seg.push("x" * 1000, 0.0)
+    assert seg.work_chars / 200_000 < 10
+
+
+def test_idle_flush_when_input_arrived_at_time_zero() -> None:
+    # Regression: a last-input time of 0.0 was treated as "no input" (falsy).
+    seg = Segmenter()
+    seg.push("a", 0.0)
+    assert texts(seg.poll(1.0)) == ["a"]
+
+
+def test_growth_schedule_does_not_overflow_on_very_long_contexts() -> None:
+    policy = SegmenterPolicy()
+    assert policy.target_chars(100_000) == policy.max_chunk_size
