@@ -540,7 +540,8 @@ class Session:
                     self._finish(ctx, now_s, out)
                     return
                 continue
-            if not head.chunks and not head.done:
+            releasable = head.done or (ctx.immediate_send and bool(head.chunks))
+            if not releasable:
                 return
             if not head.announced:
                 head.announced = True
@@ -559,7 +560,7 @@ class Session:
                         ctx.stream,
                     )
                 )
-            if head.chunks and (ctx.immediate_send or head.done):
+            if head.chunks:
                 if ctx.metrics.first_audio_s is None:
                     ctx.metrics.first_audio_s = now_s
                 out.extend(Audio(ctx.stream, head.spec.segment.index, pcm) for pcm in head.chunks)

@@ -1,0 +1,325 @@
+"""The sans-I/O session: feed messages and engine results, check what it decides."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
+from speakstream.protocol.session import (
+    Audio,
+    CancelJobs,
+    Close,
+    CloseStream,
+    DropStream,
+    OpenStream,
+    Output,
+    Send,
+    Session,
+    SessionConfig,
+    Synthesize,
+)
+from speakstream.segmenter import SegmenterPolicy
+
+
+def make_session(**changes: Any) -> Session:
+    config = SessionConfig(
+        voices={"v1": 22050, "v2": 16000},
+        default_voice="v1",
+        encodings=frozenset({"pcm_s16le", "pcm_f32le"}),
+        **changes,
+    )
+    return Session(config)
+
+
+def feed(session: Session, now_s: float = 0.0, **message: Any) -> list[Output]:
+    return session.receive_text_frame(json.dumps(message), now_s)
+
+
+def sends(outputs: list[Output]) -> list[dict[str, Any]]:
+    return [o.message for o in outputs if isinstance(o, Send)]
+
+
+def types(outputs: list[Output]) -> list[str]:
+    return [o.message["type"] for o in outputs if isinstance(o, Send)]
+
+
+def jobs(outputs: list[Output]) -> list[Synthesize]:
+    return [o for o in outputs if isinstance(o, Synthesize)]
+
+
+def error_codes(outputs: list[Output]) -> list[str]:
+    return [m["code"] for m in sends(outputs) if m["type"] == "error"]
+
+
+def test_ready_describes_settings_and_limits() -> None:
+    [ready] = sends(make_session(ready_info={"server": "x"}).start())
+    assert ready["type"] == "ready" and ready["protocol"] == 1
+    assert ready["settings"]["voice"] == "v1"
+    assert ready["settings"]["sample_rate_hz"] == 22050
+    assert ready["limits"]["max_contexts"] == 8
+    assert ready["server"] == "x"
+
+
+def test_simplest_client_text_then_end() -> None:
+    s = make_session()
+    out = feed(s, 0.0, type="text", text="Hello world.")
+    opened = [o for o in out if isinstance(o, OpenStream)]
+    assert opened and opened[0].context == "default" and opened[0].encoding == "pcm_s16le"
+    [job] = jobs(out)
+    assert job.job.segment.text == "Hello "
+    assert job.job.first
+    out = feed(s, 0.01, type="end")
+    [job2] = jobs(out)
+    assert job2.job.segment.text == "world."
+    out = s.job_audio(job.job.job_id, "pcm-a", 500.0, 0.05)
+    assert types(out) == ["segment"]
+    assert [o.pcm for o in out if isinstance(o, Audio)] == ["pcm-a"]
+    s.job_finished(job.job.job_id, 0.02, 0.0, 0.06)
+    s.job_audio(job2.job.job_id, "pcm-b", 700.0, 0.07)
+    out = s.job_finished(job2.job.job_id, 0.03, 0.001, 0.08)
+    assert any(isinstance(o, CloseStream) for o in out)
+    done = sends(out)[-1]
+    assert done["type"] == "done"
+    metrics = done["metrics"]
+    assert metrics["ttfa_ms"] == pytest.approx(50.0)
+    assert metrics["audio_ms"] == pytest.approx(1200.0)
+    assert metrics["synthesis_ms"] == pytest.approx(50.0)
+    assert metrics["characters"] == 12 and metrics["segments"] == 2
+    assert s.active_contexts == 0 and s.jobs_in_flight == 0
+
+
+def test_audio_is_released_in_text_order_even_when_later_segments_finish_first() -> None:
+    s = make_session()
+    out = feed(s, type="text", text="Hello there. How are you? ")
+    first, second = jobs(out)
+    out = s.job_audio(second.job.job_id, "b", 100, 0.1)
+    out += s.job_finished(second.job.job_id, 0.01, 0, 0.1)
+    assert not any(isinstance(o, Audio) for o in out)
+    out = s.job_audio(first.job.job_id, "a", 100, 0.2)
+    out += s.job_finished(first.job.job_id, 0.01, 0, 0.2)
+    audio = [(o.segment, o.pcm) for o in out if isinstance(o, Audio)]
+    assert audio == [(0, "a"), (1, "b")]
+    segs = [m["seq"] for m in sends(out) if m["type"] == "segment"]
+    assert segs == [0, 1]
+
+
+def test_jobs_in_flight_per_connection_are_bounded() -> None:
+    s = make_session(max_jobs_in_flight=2)
+    out = feed(s, type="text", text="One. Two. Three. Four. Five. ")
+    dispatched = jobs(out)
+    assert len(dispatched) == 2
+    # finishing the second does not free a slot: its audio still waits for the first
+    s.job_audio(dispatched[1].job.job_id, "b", 10, 0)
+    assert jobs(s.job_finished(dispatched[1].job.job_id, 0, 0, 0)) == []
+    s.job_audio(dispatched[0].job.job_id, "a", 10, 0)
+    more = jobs(s.job_finished(dispatched[0].job.job_id, 0, 0, 0))
+    assert [j.job.segment.index for j in more] == [2, 3]
+
+
+def test_first_segments_are_dispatched_before_later_ones() -> None:
+    s = make_session(max_jobs_in_flight=1)
+    [a0] = jobs(feed(s, context="a", type="text", text="Alpha one. Alpha two. "))
+    assert jobs(feed(s, context="b", type="text", text="Bravo one. ")) == []
+    s.job_audio(a0.job.job_id, "x", 10, 0)
+    [nxt] = jobs(s.job_finished(a0.job.job_id, 0, 0, 0))
+    assert nxt.job.context == "b" and nxt.job.first
+
+
+def test_without_immediate_send_audio_waits_for_the_whole_segment() -> None:
+    s = make_session(immediate_send=False)
+    [job] = jobs(feed(s, type="text", text="Hello there "))
+    assert s.job_audio(job.job.job_id, "p1", 10, 0) == []
+    assert s.job_audio(job.job.job_id, "p2", 10, 0) == []
+    out = s.job_finished(job.job.job_id, 0, 0, 0)
+    assert [o.pcm for o in out if isinstance(o, Audio)] == ["p1", "p2"]
+
+
+def test_flush_is_answered_after_the_audio_it_forced_out() -> None:
+    s = make_session()
+    feed(s, type="start", context="c")
+    assert jobs(feed(s, context="c", type="text", text="Hi")) == []
+    out = feed(s, context="c", type="flush")
+    [job] = jobs(out)
+    assert job.job.segment.text == "Hi"
+    assert "flushed" not in types(out)
+    s.job_audio(job.job.job_id, "a", 10, 0)
+    out = s.job_finished(job.job.job_id, 0, 0, 0)
+    assert types(out) == ["flushed"]
+    assert sends(out)[0]["context"] == "c"
+
+
+def test_flush_with_nothing_pending_is_answered_at_once() -> None:
+    s = make_session()
+    feed(s, type="start")
+    assert types(feed(s, type="flush")) == ["flushed"]
+
+
+def test_cancel_drops_everything_of_the_context_at_once() -> None:
+    s = make_session()
+    out = feed(s, context="a", type="text", text="Hello there. How are you? Fine. ")
+    a0, a1 = jobs(out)
+    s.job_audio(a1.job.job_id, "late", 10, 0)
+    s.job_finished(a1.job.job_id, 0, 0, 0)
+    out = feed(s, context="a", type="cancel")
+    assert any(isinstance(o, DropStream) for o in out)
+    [cancel] = [o for o in out if isinstance(o, CancelJobs)]
+    assert set(cancel.job_ids) == {a0.job.job_id}  # a1 already finished its synthesis
+    [cancelled] = [o for o in out if isinstance(o, Send)]
+    assert cancelled.urgent and cancelled.message == {"type": "cancelled", "context": "a"}
+    assert s.job_audio(a0.job.job_id, "after", 10, 0) == []
+    assert s.job_finished(a0.job.job_id, 0, 0, 0) == []
+    assert s.active_contexts == 0 and s.jobs_in_flight == 0
+    # the id may be used again: a fresh context with a new stream number
+    out = feed(s, context="a", type="text", text="Again now ")
+    [opened] = [o for o in out if isinstance(o, OpenStream)]
+    assert opened.stream != a0.job.stream
+
+
+def test_cancel_after_done_is_acknowledged_and_drops_queued_audio() -> None:
+    s = make_session()
+    feed(s, type="text", text="Hi")
+    [job] = jobs(feed(s, type="end"))
+    s.job_audio(job.job.job_id, "a", 10, 0)
+    s.job_finished(job.job.job_id, 0, 0, 0)
+    out = feed(s, type="cancel")
+    assert [o.stream for o in out if isinstance(o, DropStream)] == [job.job.stream]
+    assert types(out) == ["cancelled"]
+
+
+def test_synthesis_failure_reports_the_segment_and_the_context_goes_on() -> None:
+    s = make_session()
+    a0, a1 = jobs(feed(s, type="text", text="Hello there. Second one. "))
+    error = ProtocolError(ErrorCode.SYNTHESIS_TIMEOUT, "too slow", "default")
+    out = s.job_failed(a0.job.job_id, error, 0)
+    assert [m for m in sends(out) if m["type"] == "error"] == [
+        {
+            "type": "error",
+            "code": "synthesis_timeout",
+            "message": "too slow",
+            "retryable": True,
+            "context": "default",
+            "segment": 0,
+        }
+    ]
+    out = s.job_audio(a1.job.job_id, "b", 10, 0)
+    out += s.job_finished(a1.job.job_id, 0, 0, 0)
+    assert [o.pcm for o in out if isinstance(o, Audio)] == ["b"]
+
+
+def test_idle_poll_flushes_buffered_words() -> None:
+    s = make_session(policy=SegmenterPolicy(min_text_length=40))
+    assert jobs(feed(s, 1.0, type="text", text="one two ")) == []
+    assert s.next_deadline_s() == pytest.approx(1.1)
+    assert jobs(s.poll(1.05)) == []
+    [job] = jobs(s.poll(1.1))
+    assert job.job.segment.text == "one two "
+
+
+def test_ping_is_answered_with_its_id() -> None:
+    s = make_session()
+    out = feed(s, type="ping", id=7)
+    assert sends(out) == [{"type": "pong", "id": 7}]
+    assert isinstance(out[0], Send) and out[0].urgent
+
+
+BAD_INPUTS: list[tuple[str, str]] = [
+    ("{not json", "invalid_json"),
+    ("[1, 2]", "invalid_message"),
+    ('{"text": "no type"}', "invalid_message"),
+    ('{"type": "dance"}', "unknown_type"),
+    ('{"type": "text", "text": 5}', "invalid_message"),
+    ('{"type": "text", "text": "x", "context": ""}', "invalid_message"),
+    ('{"type": "text", "text": "x", "context": 3}', "invalid_message"),
+    ('{"type": "text", "text": "x", "voise": "v1"}', "invalid_message"),
+    ('{"type": "start", "voice": "nobody"}', "unknown_voice"),
+    ('{"type": "start", "encoding": "flac"}', "unsupported_encoding"),
+    ('{"type": "start", "sample_rate_hz": 44100}', "unsupported_sample_rate"),
+    ('{"type": "start", "sample_rate_hz": "fast"}', "invalid_message"),
+    ('{"type": "start", "speed": 100}', "invalid_message"),
+    ('{"type": "start", "chunk_size": true}', "invalid_message"),
+    ('{"type": "flush", "context": "nope"}', "unknown_context"),
+    ('{"type": "end", "context": "nope"}', "unknown_context"),
+    ('{"type": "cancel", "context": "nope"}', "unknown_context"),
+    ('{"type": "ping", "id": [1]}', "invalid_message"),
+    ('{"type": "text", "text": "' + "x" * 101 + '"}', "text_too_long"),
+]
+
+
+@pytest.mark.parametrize(("raw", "code"), BAD_INPUTS)
+def test_bad_input_gets_a_stable_error_and_loses_nothing_else(raw: str, code: str) -> None:
+    s = make_session(max_text_chars=100)
+    [job] = jobs(feed(s, context="keep", type="text", text="Keep this going "))
+    out = s.receive_text_frame(raw, 0.0)
+    assert error_codes(out) == [code]
+    [error] = [o for o in out if isinstance(o, Send)]
+    assert error.urgent
+    assert not any(isinstance(o, Close) for o in out)
+    # the other context is untouched
+    out = s.job_audio(job.job.job_id, "a", 10, 0)
+    assert [o.pcm for o in out if isinstance(o, Audio)] == ["a"]
+
+
+def test_binary_frames_are_refused() -> None:
+    assert error_codes(make_session().receive_binary_frame(b"\x01\x02", 0)) == [
+        "binary_not_supported"
+    ]
+
+
+def test_context_rules() -> None:
+    s = make_session(max_contexts=2)
+    feed(s, context="a", type="start")
+    assert error_codes(feed(s, context="a", type="start")) == ["context_exists"]
+    feed(s, context="b", type="text", text="x")
+    assert error_codes(feed(s, context="c", type="text", text="x")) == ["too_many_contexts"]
+    feed(s, context="b", type="end")
+    assert error_codes(feed(s, context="b", type="text", text="more")) == ["context_ended"]
+    assert error_codes(feed(s, context="b", type="end")) == ["context_ended"]
+
+
+def test_buffered_text_per_context_is_bounded() -> None:
+    s = make_session(max_buffered_chars=30)
+    feed(s, type="text", text="x" * 20)
+    out = feed(s, type="text", text="y" * 11)
+    assert error_codes(out) == ["text_too_long"]
+    assert error_codes(feed(s, type="text", text="y" * 10)) == []
+
+
+def test_start_options_apply_to_the_context() -> None:
+    s = make_session()
+    out = feed(
+        s,
+        context="c",
+        type="start",
+        voice="v2",
+        encoding="pcm_f32le",
+        sample_rate_hz=16000,
+        speed=1.5,
+        min_text_length=13,
+        chunk_size=40,
+    )
+    [opened] = [o for o in out if isinstance(o, OpenStream)]
+    assert (opened.encoding, opened.sample_rate_hz) == ("pcm_f32le", 16000)
+    assert jobs(feed(s, context="c", type="text", text="Hello there ")) == []
+    [job] = jobs(feed(s, context="c", type="text", text="friend "))
+    assert job.job.voice == "v2" and job.job.speed == 1.5
+    assert job.job.segment.text == "Hello there friend "
+
+
+def test_too_many_errors_close_the_socket_with_policy_violation() -> None:
+    s = make_session(max_errors=3)
+    for _ in range(3):
+        assert not any(isinstance(o, Close) for o in s.receive_text_frame("nope", 0))
+    out = s.receive_text_frame("nope", 0)
+    [close] = [o for o in out if isinstance(o, Close)]
+    assert close.code is CloseCode.POLICY_VIOLATION
+
+
+def test_close_cancels_every_dispatched_job() -> None:
+    s = make_session()
+    out = feed(s, type="text", text="Hello there. How are you? ")
+    ids = {j.job.job_id for j in jobs(out)}
+    [cancel] = s.close()
+    assert isinstance(cancel, CancelJobs) and set(cancel.job_ids) == ids
