@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,3 +69,10 @@ def fake_engine_factory() -> Any:
         return load_engine("fake", EngineSettings(options=options))
 
     return make
+
+
+async def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Wait for server-side state (counters) to reach a condition; fails after timeout_s."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110 - polling counters, there is no event to await
+            await asyncio.sleep(0.01)

@@ -13,7 +13,7 @@ import websockets
 from speakstream.client import AudioChunk, Connection, ContextResult, Event, connect
 from speakstream.engines import Engine
 from speakstream.protocol.frames import unpack_audio_frame
-from tests.conftest import RunningServer, running_server
+from tests.conftest import RunningServer, running_server, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -49,18 +49,15 @@ async def speak(conn: Connection, context: str, text: str, **start: Any) -> Cont
 
 async def wait_until_idle(server: RunningServer, baseline_tasks: int | None = None) -> None:
     runtime = server.runtime
-    async with asyncio.timeout(30):
-        while True:
-            tasks = len(asyncio.all_tasks())
-            if (
-                runtime.connections == 0
-                and runtime.pool.running_jobs == 0
-                and runtime.pool.waiting_jobs == 0
-                and runtime.active_streams == 0
-                and (baseline_tasks is None or tasks <= baseline_tasks)
-            ):
-                return
-            await asyncio.sleep(0.02)
+    await wait_for(
+        lambda: (
+            runtime.connections == 0
+            and runtime.pool.running_jobs == 0
+            and runtime.pool.waiting_jobs == 0
+            and runtime.active_streams == 0
+            and (baseline_tasks is None or len(asyncio.all_tasks()) <= baseline_tasks)
+        )
+    )
 
 
 async def test_one_context(piper_server: RunningServer) -> None:
@@ -178,9 +175,8 @@ async def test_cancel_mid_utterance_stops_audio_at_once(piper_server: RunningSer
 
 
 async def wait_until_idle_jobs(server: RunningServer) -> None:
-    async with asyncio.timeout(20):
-        while server.runtime.pool.running_jobs or server.runtime.pool.waiting_jobs:
-            await asyncio.sleep(0.01)
+    pool = server.runtime.pool
+    await wait_for(lambda: pool.running_jobs == 0 and pool.waiting_jobs == 0)
 
 
 async def test_client_disconnect_mid_synthesis_leaves_nothing_behind(
@@ -307,12 +303,6 @@ async def test_too_many_connections_closes_with_1013(piper_engine: Engine) -> No
             await ws.close()
 
 
-async def wait_for(condition: Any) -> None:
-    async with asyncio.timeout(20):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 async def test_too_many_errors_close_with_1008(piper_engine: Engine) -> None:
     async with running_server(piper_engine, max_errors=3) as srv:
         ws = await raw(srv.stream_url)
@@ -328,9 +318,11 @@ async def test_too_many_errors_close_with_1008(piper_engine: Engine) -> None:
 
 
 async def test_sequential_mode_speaks_the_same_segments(piper_engine: Engine) -> None:
-    async with running_server(piper_engine, bidirectional_streaming_enabled=False) as srv:
-        async with await connect(srv.stream_url) as conn:
-            result = await speak(conn, "default", SENTENCE)
+    async with (
+        running_server(piper_engine, bidirectional_streaming_enabled=False) as srv,
+        await connect(srv.stream_url) as conn,
+    ):
+        result = await speak(conn, "default", SENTENCE)
     check_result(result, SENTENCE)
 
 
