@@ -60,7 +60,10 @@ class Outbox:
             self._dropped[stream] = None
             while len(self._dropped) > _DROPPED_MEMORY:
                 self._dropped.popitem(last=False)
-            self._ordered = deque(item for item in self._ordered if item.stream != stream)
+            # In place: a waiting ``put`` holds a reference to this very deque.
+            kept = [item for item in self._ordered if item.stream != stream]
+            self._ordered.clear()
+            self._ordered.extend(kept)
             self._changed.notify_all()
 
     def is_dropped(self, stream: int | None) -> bool:

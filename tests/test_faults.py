@@ -1,0 +1,72 @@
+"""Timing and fault behaviour with the scripted fake engine (never a stand-in for Piper)."""
+
+from __future__ import annotations
+
+import pytest
+
+from speakstream.client import connect
+from tests.conftest import running_server, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_synthesis_timeout_reports_and_the_context_goes_on(fake_engine_factory) -> None:  # type: ignore[no-untyped-def]
+    engine = fake_engine_factory(hang_on="Stall", hang_s=2.0)
+    async with running_server(engine, task_timeout=0.3) as srv:
+        async with await connect(srv.stream_url) as conn:
+            ctx = conn.context("t")
+            await ctx.send("Stall here. Then speak normally. ")
+            await ctx.end()
+            result = await ctx.collect()
+        [error] = result.errors
+        assert error.data["code"] == "synthesis_timeout"
+        assert error.data["segment"] == 0 and error.data["retryable"] is True
+        assert result.audio, "the later segment still speaks"
+        assert {c.segment for c in result.chunks} == {1, 2}  # "Stall " was segment 0
+        assert result.first("done") is not None
+        # the hung worker thread still holds its slot until it returns, then frees it
+        await wait_for(lambda: srv.runtime.pool.running_jobs == 0)
+
+
+async def test_engine_failure_reports_and_the_context_goes_on(fake_engine_factory) -> None:  # type: ignore[no-untyped-def]
+    engine = fake_engine_factory(fail_on="Boom")
+    async with running_server(engine) as srv, await connect(srv.stream_url) as conn:
+        ctx = conn.context()
+        await ctx.send("Hello first. Boom goes this. And then more.")
+        await ctx.end()
+        result = await ctx.collect()
+    [error] = result.errors
+    assert error.data["code"] == "synthesis_failed" and error.data["segment"] == 2
+    assert {c.segment for c in result.chunks} == {0, 1, 3}
+
+
+async def test_streaming_engine_chunks_arrive_before_the_segment_ends(fake_engine_factory) -> None:  # type: ignore[no-untyped-def]
+    # 20 chunks of 50 ms, each taking a while to make: with immediate_send the first
+    # chunk is delivered while the rest are still being synthesized.
+    engine = fake_engine_factory(ms_per_char=50, chunk_ms=50, synthesis_s_per_char=0.01)
+    async with (
+        running_server(engine, min_text_length=20) as srv,
+        await connect(srv.stream_url) as conn,
+    ):
+        ctx = conn.context()
+        await ctx.send("abcdefghijklmnopqrst ")
+        await ctx.end()
+        result = await ctx.collect()
+    assert len(result.chunks) == 20
+    spread_s = result.chunks[-1].received_s - result.chunks[0].received_s
+    assert spread_s > 0.05  # chunks came one by one, not as one block at the end
+
+
+async def test_without_immediate_send_a_segment_arrives_whole(fake_engine_factory) -> None:  # type: ignore[no-untyped-def]
+    engine = fake_engine_factory(ms_per_char=50, chunk_ms=50, synthesis_s_per_char=0.01)
+    async with (
+        running_server(engine, min_text_length=20, immediate_send=False) as srv,
+        await connect(srv.stream_url) as conn,
+    ):
+        ctx = conn.context()
+        await ctx.send("abcdefghijklmnopqrst ")
+        await ctx.end()
+        result = await ctx.collect()
+    [segment] = [e for e in result.events if e.type == "segment"]
+    assert segment.received_s <= result.chunks[0].received_s
+    assert len(result.chunks) == 20

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pytest
+
+from speakstream.protocol.errors import RETRYABLE_ERRORS, CloseCode, ErrorCode, ProtocolError
+from speakstream.protocol.frames import (
+    HEADER_SIZE,
+    AudioFrameHeader,
+    FrameError,
+    pack_audio_frame,
+    unpack_audio_frame,
+)
+from speakstream.protocol.messages import (
+    CancelMessage,
+    PingMessage,
+    StartMessage,
+    TextMessage,
+    error_message,
+    parse_client_message,
+)
+
+
+def test_audio_frame_round_trip() -> None:
+    header = AudioFrameHeader(stream=7, segment=3, frame=4_000_000_000)
+    data = pack_audio_frame(header, b"\x01\x02")
+    assert len(data) == HEADER_SIZE + 2 == 18
+    assert data[:2] == b"SS" and data[2] == 1
+    assert unpack_audio_frame(data) == (header, b"\x01\x02")
+
+
+@pytest.mark.parametrize("data", [b"SS", b"XX" + bytes(14), b"SS\x02" + bytes(13)])
+def test_bad_frames_are_rejected(data: bytes) -> None:
+    with pytest.raises(FrameError):
+        unpack_audio_frame(data)
+
+
+def test_parse_messages() -> None:
+    assert parse_client_message('{"type":"text","text":"hi"}') == TextMessage("default", "hi")
+    assert parse_client_message('{"type":"ping"}') == PingMessage(None)
+    assert parse_client_message('{"type":"cancel","context":"a","played_ms":120}') == CancelMessage(
+        "a", 120.0
+    )
+    start = parse_client_message('{"type":"start","context":"c","voice":"v","speed":1.25}')
+    assert start == StartMessage("c", voice="v", speed=1.25)
+
+
+def test_deeply_nested_json_is_an_error_not_a_crash() -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_client_message("[" * 100_000 + "]" * 100_000)
+    assert info.value.code in (ErrorCode.INVALID_JSON, ErrorCode.INVALID_MESSAGE)
+
+
+def test_context_ids_are_bounded() -> None:
+    with pytest.raises(ProtocolError, match="longer than 64"):
+        parse_client_message('{"type":"text","text":"x","context":"' + "c" * 65 + '"}')
+
+
+def test_error_message_shape() -> None:
+    message = error_message(ProtocolError(ErrorCode.TOO_MANY_CONNECTIONS, "busy"))
+    assert message == {
+        "type": "error",
+        "code": "too_many_connections",
+        "message": "busy",
+        "retryable": True,
+    }
+    assert ErrorCode.INVALID_JSON not in RETRYABLE_ERRORS
+
+
+def test_every_code_is_documented() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
+    for code in ErrorCode:
+        assert f"`{code.value}`" in doc, code
+    for close in CloseCode:
+        assert f"`{close.value}`" in doc, close

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from speakstream.audio.pcm import PcmChunk
+from speakstream.engines.base import EngineCapabilities, SynthesisOptions, VoiceInfo
+from speakstream.scheduler import EnginePool, JobTimings, SynthesisTimeoutError
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class GatedEngine:
+    """Each synthesize call blocks until the test opens its gate; records concurrency."""
+
+    def __init__(self) -> None:
+        self.gates: dict[str, threading.Event] = {}
+        self.started: list[str] = []
+        self.active = 0
+        self.max_active = 0
+        self.lock = threading.Lock()
+        self.capabilities = EngineCapabilities("gated", (VoiceInfo("v", 8000),), "v", True, False)
+
+    def gate(self, text: str) -> threading.Event:
+        return self.gates.setdefault(text, threading.Event())
+
+    def synthesize(self, text: str, voice: str, options: SynthesisOptions) -> Iterator[PcmChunk]:
+        with self.lock:
+            self.started.append(text)
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            for _ in range(3):
+                assert self.gate(text).wait(10)
+                yield PcmChunk(np.zeros(80, dtype=np.float32), 8000)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+    def close(self) -> None:
+        pass
+
+
+async def collect(pool: EnginePool, text: str, first: bool = False, timeout_s: float = 10) -> int:
+    timings: list[JobTimings] = []
+    n = 0
+    async for _ in pool.stream(
+        text, "v", SynthesisOptions(), first=first, timeout_s=timeout_s, timings=timings
+    ):
+        n += 1
+    assert len(timings) == 1
+    return n
+
+
+async def test_pool_bounds_threads_and_serves_first_segments_first() -> None:
+    engine = GatedEngine()
+    pool = EnginePool(engine, max_workers=1)
+    try:
+        running = asyncio.create_task(collect(pool, "busy"))
+        await asyncio.sleep(0.05)
+        later = asyncio.create_task(collect(pool, "later"))
+        await asyncio.sleep(0.01)
+        first = asyncio.create_task(collect(pool, "first", first=True))
+        await asyncio.sleep(0.05)
+        assert pool.waiting_jobs == 2
+        for text in ("busy", "later", "first"):
+            engine.gate(text).set()
+        assert await asyncio.gather(running, later, first) == [3, 3, 3]
+        assert engine.started == ["busy", "first", "later"]
+        assert engine.max_active == 1
+        assert pool.running_jobs == 0 and pool.waiting_jobs == 0
+    finally:
+        pool.close()
+
+
+async def test_cancelled_waiting_job_leaves_the_queue() -> None:
+    engine = GatedEngine()
+    pool = EnginePool(engine, max_workers=1)
+    try:
+        running = asyncio.create_task(collect(pool, "busy"))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(collect(pool, "never"))
+        await asyncio.sleep(0.02)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        engine.gate("busy").set()
+        await running
+        assert "never" not in engine.started
+        engine.gate("next").set()
+        assert await collect(pool, "next") == 3  # the slot is free again
+    finally:
+        pool.close()
+
+
+async def test_timeout_stops_the_job_and_the_slot_returns_when_the_thread_does() -> None:
+    engine = GatedEngine()
+    pool = EnginePool(engine, max_workers=1)
+    try:
+        with pytest.raises(SynthesisTimeoutError):
+            await collect(pool, "slow", timeout_s=0.1)
+        assert pool.running_jobs == 1  # the thread is still blocked inside the engine
+        engine.gate("slow").set()
+        await wait_for(lambda: pool.running_jobs == 0)
+        assert engine.active == 0  # the thread stopped after its current chunk
+    finally:
+        pool.close()
+
+
+async def test_engine_errors_reach_the_caller() -> None:
+    class Broken(GatedEngine):
+        def synthesize(
+            self, text: str, voice: str, options: SynthesisOptions
+        ) -> Iterator[PcmChunk]:
+            raise ValueError("broken model")
+
+    pool = EnginePool(Broken(), max_workers=2)
+    try:
+        with pytest.raises(ValueError, match="broken model"):
+            await collect(pool, "x")
+        await wait_for(lambda: pool.running_jobs == 0)
+    finally:
+        pool.close()
