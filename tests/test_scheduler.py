@@ -126,3 +126,22 @@ async def test_engine_errors_reach_the_caller() -> None:
         await wait_for(lambda: pool.running_jobs == 0)
     finally:
         pool.close()
+
+
+async def test_later_segments_wait_while_a_first_segment_runs() -> None:
+    engine = GatedEngine()
+    pool = EnginePool(engine, max_workers=2)
+    try:
+        first = asyncio.create_task(collect(pool, "first", first=True))
+        await wait_for(lambda: engine.started == ["first"])
+        later = asyncio.create_task(collect(pool, "later"))
+        other_first = asyncio.create_task(collect(pool, "other-first", first=True))
+        await wait_for(lambda: len(engine.started) == 2)
+        assert engine.started == ["first", "other-first"]  # the free slot went to a first segment
+        assert pool.waiting_jobs == 1
+        for text in ("first", "other-first", "later"):
+            engine.gate(text).set()
+        await asyncio.gather(first, later, other_first)
+        assert engine.started[-1] == "later"
+    finally:
+        pool.close()

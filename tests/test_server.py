@@ -313,7 +313,7 @@ async def test_too_many_errors_close_with_1008(piper_engine: Engine) -> None:
             async with asyncio.timeout(10):
                 while True:
                     codes.append(json.loads(await ws.recv())["code"])
-        assert codes == ["invalid_json"] * 4
+        assert codes == ["invalid_json"] * 4 + ["too_many_errors"]
         assert ws.close_code == 1008
 
 

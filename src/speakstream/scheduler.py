@@ -2,7 +2,8 @@
 
 * Admission: at most ``max_workers`` jobs run at once, server-wide. Waiting jobs are
   ordered by priority (a context's first segment before any later one: time to first
-  audio matters most), then by arrival. A waiting job that is cancelled simply leaves.
+  audio matters most), then by arrival; while a first segment runs, later segments do
+  not start. A waiting job that is cancelled simply leaves.
 * Streaming: the blocking engine runs in a worker thread and hands each PCM chunk to the
   event loop as soon as it exists (``call_soon_threadsafe``); the loop never blocks.
 * Cancel and deadline: the thread checks a flag between chunks. A worker slot is released
@@ -48,6 +49,7 @@ class EnginePool:
         self.max_workers = max_workers
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="speakstream-engine")
         self._free = max_workers
+        self._running_first = 0
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self.running_jobs = 0  # threads busy right now (also after their caller gave up)
@@ -56,26 +58,42 @@ class EnginePool:
     def waiting_jobs(self) -> int:
         return sum(1 for *_, fut in self._waiters if not fut.done())
 
-    async def _acquire(self, priority: int) -> None:
-        if self._free > 0 and not self.waiting_jobs:
+    def _grant(self) -> None:
+        """Hand free slots to waiters, best priority first.
+
+        While a first segment is being synthesized, later segments wait even if a slot is
+        free: on a small machine a second job would steal the cores the first one needs,
+        and later segments have the first segment's playback time as slack.
+        """
+        while self._waiters and self._free > 0:
+            priority, _, fut = self._waiters[0]
+            if fut.done():
+                heapq.heappop(self._waiters)
+                continue
+            if priority > 0 and self._running_first > 0:
+                return
+            heapq.heappop(self._waiters)
             self._free -= 1
-            return
+            if priority == 0:
+                self._running_first += 1
+            fut.set_result(None)
+
+    def _release(self, priority: int) -> None:
+        self._free += 1
+        if priority == 0:
+            self._running_first -= 1
+        self._grant()
+
+    async def _acquire(self, priority: int) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (priority, next(self._order), fut))
+        self._grant()
         try:
             await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
-                self._release()  # the slot was handed to us just as we were cancelled
+                self._release(priority)  # the slot was handed to us just as we were cancelled
             raise
-
-    def _release(self) -> None:
-        while self._waiters:
-            _, _, fut = heapq.heappop(self._waiters)
-            if not fut.done():
-                fut.set_result(None)
-                return
-        self._free += 1
 
     async def stream(
         self,
@@ -94,7 +112,8 @@ class EnginePool:
         """
         loop = asyncio.get_running_loop()
         queued_at = time.perf_counter()
-        await self._acquire(0 if first else 1)
+        priority = 0 if first else 1
+        await self._acquire(priority)
         started_at = time.perf_counter()
         cancel = threading.Event()
         chunks: asyncio.Queue[PcmChunk | _Done] = asyncio.Queue()
@@ -113,7 +132,7 @@ class EnginePool:
 
         def finished(_: object) -> None:
             self.running_jobs -= 1
-            self._release()
+            self._release(priority)
 
         self.running_jobs += 1
         future = loop.run_in_executor(self._executor, work)

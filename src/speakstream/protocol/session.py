@@ -336,6 +336,11 @@ class Session:
         out.append(Send(error_message(error), urgent=True))
         if self._errors > self.config.max_errors and not self.closed:
             self.closed = True
+            limit = ProtocolError(
+                ErrorCode.TOO_MANY_ERRORS,
+                f"more than {self.config.max_errors} protocol errors; closing the connection",
+            )
+            out.append(Send(error_message(limit), urgent=True))
             out.append(Close(CloseCode.POLICY_VIOLATION, "too many protocol errors"))
 
     def _new_context(self, message: StartMessage, now_s: float, out: list[Output]) -> _Context:

@@ -1,0 +1,344 @@
+"""Latency benchmark: ``speakstream bench`` (or ``python -m speakstream bench``).
+
+In one run on this machine it measures, against a real server process on 127.0.0.1:
+
+* time to first audio (first text frame sent -> first audio byte received) for
+  (a) text typed at 12 characters/s, (b) LLM-like tokens at 30 tokens/s and
+  (c) a whole paragraph in one message; also measured from the message that completed
+  the first segment (the keystroke or token after which the server could start);
+* the engine floor: the same first segment synthesized in this process, no server,
+  time to its first audio chunk; and the server's overhead: (b)'s and (c)'s time from the
+  completing message to first audio minus the floor of that very text;
+* the sequential mode (``bidirectional_streaming.enabled = false``) against the concurrent
+  mode on the same inputs, and four clients at once;
+* for each: time to the last audio byte, and the worst playback underrun (how late a
+  frame arrived against a player that started at the first byte).
+
+Each percentile is over all trials; results go to ``bench/results/latency.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speakstream import __version__
+from speakstream.client import AudioChunk, Connection, Event, connect
+
+SAMPLE_RATE_HZ = 22050
+BYTES_PER_SAMPLE = 2
+TYPING_CHARS_PER_S = 12.0
+LLM_TOKENS_PER_S = 30.0
+
+SENTENCES = [
+    "Sure, I can help you with that right away.",
+    "Hello there, how are you doing this morning?",
+    "Your order has shipped and will arrive on Tuesday.",
+    "Let me check the weather for you in a moment.",
+    "Thanks for calling, please hold while I connect you.",
+    "The meeting was moved to three thirty this afternoon.",
+    "Okay, turning the living room lights off now.",
+    "Here is a quick summary of what we discussed today.",
+]
+PARAGRAPH = (
+    "Streaming speech synthesis starts speaking before the whole text is known. "
+    "The server cuts the incoming text into short segments, synthesizes them one after "
+    "another, and sends the audio as soon as each piece is ready. The listener hears the "
+    "first words while the rest is still being written."
+)
+
+
+@dataclass
+class Trial:
+    ttfa_ms: float  # first text frame sent -> first audio byte
+    ttfa_from_trigger_ms: float  # message that completed the first segment -> first audio
+    first_segment: str
+    total_ms: float  # first text frame sent -> last audio byte
+    underrun_ms: float  # worst lateness of a frame against real-time playback
+    audio_ms: float
+
+
+@dataclass
+class Scenario:
+    name: str
+    trials: list[Trial] = field(default_factory=list)
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def pct(p: float) -> float:
+        k = (len(ordered) - 1) * p / 100.0
+        lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+        return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+    return {
+        "p50": round(pct(50), 2),
+        "p95": round(pct(95), 2),
+        "p99": round(pct(99), 2),
+        "mean": round(statistics.fmean(ordered), 2),
+        "n": len(ordered),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def server_process(*flags: str) -> AsyncIterator[str]:
+    """A real server in its own process (its own GIL), on a free loopback port."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "speakstream",
+        "serve",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *flags,
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"ws://127.0.0.1:{port}/v1/stream"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = await connect(url, open_timeout_s=2)
+                await conn.close()
+                break
+            except OSError:
+                if proc.returncode is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the benchmark server did not start") from None
+                await asyncio.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+def typing_messages(text: str) -> Iterator[tuple[str, float]]:
+    for ch in text:
+        yield ch, 1.0 / TYPING_CHARS_PER_S
+
+
+def llm_messages(text: str) -> Iterator[tuple[str, float]]:
+    words = text.split(" ")
+    for i, word in enumerate(words):
+        yield (word if i == 0 else " " + word), 1.0 / LLM_TOKENS_PER_S
+
+
+def paragraph_messages(text: str) -> Iterator[tuple[str, float]]:
+    yield text, 0.0
+
+
+async def run_trial(conn: Connection, context: str, messages: list[tuple[str, float]]) -> Trial:
+    ctx = conn.context(context)
+    sent_at: list[tuple[int, float]] = []  # (end offset after this message, send time)
+    offset = 0
+
+    async def send_all() -> None:
+        nonlocal offset
+        next_at = time.perf_counter()
+        for text, gap_s in messages:
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            offset += len(text)
+            sent_at.append((offset, time.perf_counter()))
+            await ctx.send(text)
+            next_at += gap_s
+        await ctx.end()
+
+    sender = asyncio.create_task(send_all())
+    chunks: list[AudioChunk] = []
+    first_segment: dict[str, Any] | None = None
+    async for item in ctx:
+        if isinstance(item, AudioChunk):
+            chunks.append(item)
+        elif isinstance(item, Event):
+            if item.type == "segment" and first_segment is None:
+                first_segment = item.data
+            if item.type == "error":
+                raise RuntimeError(f"server error during benchmark: {item.data}")
+    await sender
+    if not chunks or first_segment is None:
+        raise RuntimeError("no audio received")
+    start_s = sent_at[0][1]
+    trigger_s = next(t for end, t in sent_at if end >= first_segment["end"])
+    first_s = chunks[0].received_s
+    played_ms = 0.0
+    underrun_ms = 0.0
+    for chunk in chunks:
+        due_s = first_s + played_ms / 1000.0
+        underrun_ms = max(underrun_ms, 1000.0 * (chunk.received_s - due_s))
+        played_ms += 1000.0 * len(chunk.data) / BYTES_PER_SAMPLE / SAMPLE_RATE_HZ
+    return Trial(
+        ttfa_ms=1000.0 * (first_s - start_s),
+        ttfa_from_trigger_ms=1000.0 * (first_s - trigger_s),
+        first_segment=str(first_segment["text"]),
+        total_ms=1000.0 * (chunks[-1].received_s - start_s),
+        underrun_ms=underrun_ms,
+        audio_ms=played_ms,
+    )
+
+
+async def run_mode(url: str, trials: int) -> dict[str, Scenario]:
+    scenarios = {
+        name: Scenario(name)
+        for name in ("typing_12cps", "llm_30tps", "paragraph", "four_clients_llm")
+    }
+    makers = {"typing_12cps": typing_messages, "llm_30tps": llm_messages}
+    async with await connect(url) as conn:
+        for i in range(trials):
+            sentence = SENTENCES[i % len(SENTENCES)]
+            for name, make in makers.items():
+                trial = await run_trial(conn, f"{name}-{i}", list(make(sentence)))
+                scenarios[name].trials.append(trial)
+            trial = await run_trial(conn, f"paragraph-{i}", list(paragraph_messages(PARAGRAPH)))
+            scenarios["paragraph"].trials.append(trial)
+
+    async def one_client(k: int, i: int) -> Trial:
+        async with await connect(url) as conn:
+            sentence = SENTENCES[(i + k) % len(SENTENCES)]
+            return await run_trial(conn, f"c{k}", list(llm_messages(sentence)))
+
+    for i in range(max(1, trials // 2)):
+        results = await asyncio.gather(*(one_client(k, i) for k in range(4)))
+        scenarios["four_clients_llm"].trials.extend(results)
+    return scenarios
+
+
+def measure_floor(texts: set[str], repeats: int) -> dict[str, list[float]]:
+    """Time to first chunk of each first segment, in this process, with no server."""
+    from speakstream.engines import EngineSettings, SynthesisOptions, load_engine
+
+    engine = load_engine("piper", EngineSettings())
+    voice = engine.capabilities.default_voice
+    floors: dict[str, list[float]] = {}
+    for text in sorted(texts):
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            iterator = iter(engine.synthesize(text, voice, SynthesisOptions()))
+            next(iterator, None)
+            samples.append(1000.0 * (time.perf_counter() - start))
+            for _ in iterator:
+                pass
+        floors[text] = samples
+    engine.close()
+    return floors
+
+
+def summarize(scenarios: dict[str, Scenario], floors: dict[str, list[float]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, scenario in scenarios.items():
+        trials = scenario.trials
+        overhead = [
+            t.ttfa_from_trigger_ms - statistics.median(floors[t.first_segment]) for t in trials
+        ]
+        out[name] = {
+            "ttfa_ms": percentiles([t.ttfa_ms for t in trials]),
+            "ttfa_from_trigger_ms": percentiles([t.ttfa_from_trigger_ms for t in trials]),
+            "overhead_over_floor_ms": percentiles(overhead),
+            "total_ms": percentiles([t.total_ms for t in trials]),
+            "underrun_ms": percentiles([t.underrun_ms for t in trials]),
+            "first_segments": sorted({t.first_segment for t in trials}),
+        }
+    return out
+
+
+async def bench_async(trials: int) -> dict[str, Any]:
+    modes: dict[str, dict[str, Scenario]] = {}
+    for mode, flags in (
+        ("concurrent", ("--bidirectional-streaming-enabled",)),
+        ("sequential", ("--no-bidirectional-streaming-enabled",)),
+    ):
+        async with server_process(*flags) as url:
+            modes[mode] = await run_mode(url, trials)
+    texts = {t.first_segment for s in modes.values() for sc in s.values() for t in sc.trials}
+    floors = await asyncio.to_thread(measure_floor, texts, max(10, trials))
+    summary = {mode: summarize(sc, floors) for mode, sc in modes.items()}
+    ratios: dict[str, dict[str, float]] = {}
+    for name in summary["concurrent"]:
+        conc, seq = summary["concurrent"][name], summary["sequential"][name]
+        ratios[name] = {
+            metric: round(seq[metric]["p50"] / conc[metric]["p50"], 3)
+            for metric in ("ttfa_ms", "total_ms")
+            if conc[metric].get("p50")
+        }
+    all_floor = [v for samples in floors.values() for v in samples]
+    return {
+        "speakstream": __version__,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+        },
+        "trials_per_scenario": trials,
+        "engine_floor_ms": {
+            "all": percentiles(all_floor),
+            "by_text": {text: percentiles(samples) for text, samples in floors.items()},
+        },
+        "modes": summary,
+        "sequential_over_concurrent_p50": ratios,
+    }
+
+
+def print_report(results: dict[str, Any]) -> None:
+    floor = results["engine_floor_ms"]["all"]
+    print(
+        f"engine floor (first segment, in-process): p50 {floor['p50']} p95 {floor['p95']} p99 {floor['p99']} ms"
+    )
+    for mode, scenarios in results["modes"].items():
+        print(f"\n[{mode}]")
+        print(f"{'scenario':<18} {'metric':<24} {'p50':>9} {'p95':>9} {'p99':>9}")
+        for name, metrics in scenarios.items():
+            for metric in (
+                "ttfa_ms",
+                "ttfa_from_trigger_ms",
+                "overhead_over_floor_ms",
+                "total_ms",
+                "underrun_ms",
+            ):
+                p = metrics[metric]
+                print(f"{name:<18} {metric:<24} {p['p50']:>9} {p['p95']:>9} {p['p99']:>9}")
+    print("\nsequential / concurrent (p50):")
+    for name, ratio in results["sequential_over_concurrent_p50"].items():
+        print(f"  {name:<18} " + "  ".join(f"{k} x{v}" for k, v in ratio.items()))
+
+
+def run_bench(quick: bool = False, output: Path | None = None) -> int:
+    trials = 4 if quick else 24
+    results = asyncio.run(bench_async(trials))
+    print_report(results)
+    path = output or Path("bench/results/latency.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nresults written to {path}")
+    return 0
