@@ -9,7 +9,7 @@ import pytest
 
 from speakstream.audio.pcm import PcmChunk
 from speakstream.engines.base import EngineCapabilities, SynthesisOptions, VoiceInfo
-from speakstream.scheduler import EnginePool, JobTimings, SynthesisTimeoutError
+from speakstream.scheduler import EnginePool, JobClock, SynthesisTimeoutError
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -47,13 +47,14 @@ class GatedEngine:
 
 
 async def collect(pool: EnginePool, text: str, first: bool = False, timeout_s: float = 10) -> int:
-    timings: list[JobTimings] = []
+    clock = JobClock()
     n = 0
     async for _ in pool.stream(
-        text, "v", SynthesisOptions(), first=first, timeout_s=timeout_s, timings=timings
+        text, "v", SynthesisOptions(), first=first, timeout_s=timeout_s, clock=clock
     ):
         n += 1
-    assert len(timings) == 1
+    assert clock.finished_s is not None and clock.first_chunk_after_s is not None
+    assert clock.synthesis_s >= clock.first_chunk_after_s >= 0
     return n
 
 

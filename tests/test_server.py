@@ -28,6 +28,7 @@ def check_result(result: ContextResult, text: str, sample_rate_hz: int = 22050) 
     segments = [e.data for e in result.events if e.type == "segment"]
     assert "".join(s["text"] for s in segments) == text
     assert [s["seq"] for s in segments] == list(range(len(segments)))
+    assert all(s["first_chunk_ms"] > 0 and s["queue_ms"] >= 0 for s in segments)
     seq_of_chunks = [c.segment for c in result.chunks]
     assert seq_of_chunks == sorted(seq_of_chunks)
     assert len(result.audio) % 2 == 0

@@ -323,3 +323,12 @@ def test_close_cancels_every_dispatched_job() -> None:
     ids = {j.job.job_id for j in jobs(out)}
     [cancel] = s.close()
     assert isinstance(cancel, CancelJobs) and set(cancel.job_ids) == ids
+
+
+def test_segment_event_reports_queue_and_engine_time() -> None:
+    s = make_session()
+    [job] = jobs(feed(s, type="text", text="Hello there "))
+    s.job_timing(job.job.job_id, 1.5, 20.25)
+    s.job_timing(job.job.job_id, 99.0, 99.0)  # only the first report counts
+    [segment] = sends(s.job_audio(job.job.job_id, "a", 10, 0))
+    assert segment["queue_ms"] == 1.5 and segment["first_chunk_ms"] == 20.25

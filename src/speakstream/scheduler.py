@@ -32,10 +32,31 @@ class SynthesisTimeoutError(Exception):
     """The job ran past its deadline."""
 
 
-@dataclass(frozen=True, slots=True)
-class JobTimings:
-    queue_s: float
-    synthesis_s: float
+@dataclass(slots=True)
+class JobClock:
+    """``time.perf_counter()`` stamps of one job, filled in as it goes."""
+
+    queued_s: float = 0.0
+    started_s: float | None = None
+    first_chunk_s: float | None = None
+    finished_s: float | None = None
+
+    @property
+    def queue_s(self) -> float:
+        return (self.started_s or self.queued_s) - self.queued_s
+
+    @property
+    def first_chunk_after_s(self) -> float | None:
+        """Engine time from the job's start to its first chunk."""
+        if self.started_s is None or self.first_chunk_s is None:
+            return None
+        return self.first_chunk_s - self.started_s
+
+    @property
+    def synthesis_s(self) -> float:
+        if self.started_s is None or self.finished_s is None:
+            return 0.0
+        return self.finished_s - self.started_s
 
 
 @dataclass(slots=True)
@@ -78,10 +99,12 @@ class EnginePool:
                 self._running_first += 1
             fut.set_result(None)
 
-    def _release(self, priority: int) -> None:
+    def _free_slot(self) -> None:
         self._free += 1
-        if priority == 0:
-            self._running_first -= 1
+        self._grant()
+
+    def _end_first(self) -> None:
+        self._running_first -= 1
         self._grant()
 
     async def _acquire(self, priority: int) -> None:
@@ -92,7 +115,10 @@ class EnginePool:
             await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
-                self._release(priority)  # the slot was handed to us just as we were cancelled
+                # the slot was handed to us just as we were cancelled
+                if priority == 0:
+                    self._running_first -= 1
+                self._free_slot()
             raise
 
     async def stream(
@@ -103,18 +129,18 @@ class EnginePool:
         *,
         first: bool,
         timeout_s: float,
-        timings: list[JobTimings],
+        clock: JobClock,
     ) -> AsyncGenerator[PcmChunk, None]:
         """Synthesize in a worker thread, yielding chunks as they come.
 
         Raises ``SynthesisTimeoutError`` past ``timeout_s`` of synthesis (queueing not
-        counted). ``timings`` receives one record when the job completes.
+        counted). ``clock`` is stamped as the job waits, starts, speaks and ends.
         """
         loop = asyncio.get_running_loop()
-        queued_at = time.perf_counter()
+        clock.queued_s = time.perf_counter()
         priority = 0 if first else 1
         await self._acquire(priority)
-        started_at = time.perf_counter()
+        clock.started_s = time.perf_counter()
         cancel = threading.Event()
         chunks: asyncio.Queue[PcmChunk | _Done] = asyncio.Queue()
 
@@ -124,6 +150,8 @@ class EnginePool:
                 for chunk in self.engine.synthesize(text, voice, options):
                     if cancel.is_set():
                         break
+                    if clock.first_chunk_s is None:
+                        clock.first_chunk_s = time.perf_counter()
                     loop.call_soon_threadsafe(chunks.put_nowait, chunk)
             except BaseException as exc:
                 error = exc
@@ -132,7 +160,7 @@ class EnginePool:
 
         def finished(_: object) -> None:
             self.running_jobs -= 1
-            self._release(priority)
+            self._free_slot()
 
         self.running_jobs += 1
         future = loop.run_in_executor(self._executor, work)
@@ -151,13 +179,16 @@ class EnginePool:
                 if isinstance(item, _Done):
                     if item.error is not None:
                         raise item.error
-                    timings.append(
-                        JobTimings(started_at - queued_at, time.perf_counter() - started_at)
-                    )
+                    clock.finished_s = time.perf_counter()
                     return
                 yield item
         finally:
             cancel.set()
+            if priority == 0:
+                # Only now, with the first segment's audio handed on by the caller, may
+                # later segments start: they would compete for the cores (and the GIL)
+                # with sending it.
+                self._end_first()
 
     def close(self) -> None:
         for *_, fut in self._waiters:

@@ -189,8 +189,9 @@ class Segmenter:
         if deadline is None or self._last_input_s is None or now_s < deadline:
             return []
         segments: list[Segment] = []
-        idle_s = now_s - self._last_input_s
-        if idle_s >= self.policy.partial_word_timeout_s or self._words_end == len(self._buf):
+        # The same sum as in idle_deadline_s: a difference could round the other way.
+        partial_due = now_s >= self._last_input_s + self.policy.partial_word_timeout_s
+        if partial_due or self._words_end in (0, len(self._buf)):
             self._cut(len(self._buf), SegmentReason.IDLE, segments)
         else:
             self._cut(self._words_end, SegmentReason.IDLE, segments)

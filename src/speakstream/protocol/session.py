@@ -128,6 +128,8 @@ class _Job:
     done: bool = False
     error: ProtocolError | None = None
     chunks: list[Any] = field(default_factory=list)  # audio not yet released
+    queue_ms: float | None = None
+    first_chunk_ms: float | None = None
     announced: bool = False
 
 
@@ -271,6 +273,13 @@ class Session:
             if (d := ctx.segmenter.idle_deadline_s()) is not None
         ]
         return min(deadlines, default=None)
+
+    def job_timing(self, job_id: int, queue_ms: float, first_chunk_ms: float) -> None:
+        """How long the job waited for a worker and how long the engine took to first audio."""
+        job = self._jobs.get(job_id)
+        if job is not None and job.first_chunk_ms is None:
+            job.queue_ms = queue_ms
+            job.first_chunk_ms = first_chunk_ms
 
     def job_audio(self, job_id: int, pcm: Any, duration_ms: float, now_s: float) -> list[Output]:
         out: list[Output] = []
@@ -550,21 +559,7 @@ class Session:
                 return
             if not head.announced:
                 head.announced = True
-                seg = head.spec.segment
-                out.append(
-                    Send(
-                        server_message(
-                            "segment",
-                            context=ctx.id,
-                            stream=ctx.stream,
-                            seq=seg.index,
-                            text=seg.text,
-                            start=seg.start,
-                            end=seg.end,
-                        ),
-                        ctx.stream,
-                    )
-                )
+                out.append(Send(self._segment_event(ctx, head), ctx.stream))
             if head.chunks:
                 if ctx.metrics.first_audio_s is None:
                     ctx.metrics.first_audio_s = now_s
@@ -580,6 +575,23 @@ class Session:
             self._in_flight -= 1
             seg = head.spec.segment
             ctx.unspoken_chars -= seg.end - seg.start
+
+    @staticmethod
+    def _segment_event(ctx: _Context, job: _Job) -> dict[str, Any]:
+        seg = job.spec.segment
+        event = server_message(
+            "segment",
+            context=ctx.id,
+            stream=ctx.stream,
+            seq=seg.index,
+            text=seg.text,
+            start=seg.start,
+            end=seg.end,
+        )
+        if job.first_chunk_ms is not None and job.queue_ms is not None:
+            event["queue_ms"] = round(job.queue_ms, 3)
+            event["first_chunk_ms"] = round(job.first_chunk_ms, 3)
+        return event
 
     def _finish(self, ctx: _Context, now_s: float, out: list[Output]) -> None:
         out.append(CloseStream(ctx.stream))

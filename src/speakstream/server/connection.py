@@ -47,7 +47,7 @@ from speakstream.protocol.session import (
     SynthesisJob,
     Synthesize,
 )
-from speakstream.scheduler import JobTimings, SynthesisTimeoutError
+from speakstream.scheduler import JobClock, SynthesisTimeoutError
 from speakstream.server.outbox import Item, Outbox
 from speakstream.server.runtime import Runtime
 
@@ -254,7 +254,7 @@ class Connection:
 
     async def _run_job(self, job: SynthesisJob) -> None:
         session = self.session
-        timings: list[JobTimings] = []
+        clock = JobClock()
         try:
             chunks = self.runtime.pool.stream(
                 job.segment.text,
@@ -262,17 +262,18 @@ class Connection:
                 SynthesisOptions(speed=job.speed),
                 first=job.first,
                 timeout_s=self.runtime.settings.task_timeout,
-                timings=timings,
+                clock=clock,
             )
             async with contextlib.aclosing(chunks):
                 async for chunk in chunks:
+                    if (first_chunk_s := clock.first_chunk_after_s) is not None:
+                        session.job_timing(job.job_id, 1000 * clock.queue_s, 1000 * first_chunk_s)
                     now_s = time.monotonic()
                     await self._handle_all(
                         session.job_audio(job.job_id, chunk, chunk.duration_ms, now_s)
                     )
-            timing = timings[0]
             outputs = session.job_finished(
-                job.job_id, timing.synthesis_s, timing.queue_s, time.monotonic()
+                job.job_id, clock.synthesis_s, clock.queue_s, time.monotonic()
             )
         except SynthesisTimeoutError:
             error = ProtocolError(
