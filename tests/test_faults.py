@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
+import websockets
 
 from speakstream.client import connect
+from speakstream.protocol.frames import unpack_audio_frame
 from tests.conftest import running_server, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -70,3 +75,48 @@ async def test_without_immediate_send_a_segment_arrives_whole(fake_engine_factor
     [segment] = [e for e in result.events if e.type == "segment"]
     assert segment.received_s <= result.chunks[0].received_s
     assert len(result.chunks) == 20
+
+
+async def test_order_holds_under_backpressure_with_a_slow_reader(fake_engine_factory) -> None:  # type: ignore[no-untyped-def]
+    # Regression: with blocking puts, a job task and the task releasing the segment before
+    # it could both wait on a full queue and wake in the wrong order: frames out of order,
+    # `flushed` before the audio it answers. Many small chunks, two segments in parallel,
+    # a queue of 2 and a client that reads slowly make those waits happen.
+    engine = fake_engine_factory(ms_per_char=40, chunk_ms=5, synthesis_s_per_char=0.002)
+    async with running_server(engine, queue_size=2, min_text_length=5) as srv:
+        ws = await websockets.connect(srv.stream_url, max_size=None, max_queue=1)
+        await ws.recv()
+        for i in range(3):
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "text",
+                        "context": f"c{i}",
+                        "text": "Hello there. General Kenobi. You are a bold one. ",
+                    }
+                )
+            )
+            await ws.send(json.dumps({"type": "flush", "context": f"c{i}"}))
+            await ws.send(json.dumps({"type": "end", "context": f"c{i}"}))
+        stream_of: dict[int, str] = {}
+        frames: dict[str, list[int]] = {}
+        last_kind: dict[str, str] = {}
+        done = 0
+        while done < 3:
+            await asyncio.sleep(0.001)  # a slow reader
+            message = await ws.recv()
+            if isinstance(message, bytes):
+                header, _ = unpack_audio_frame(message)
+                ctx = stream_of[header.stream]
+                assert last_kind.get(ctx) not in ("flushed", "done"), "audio after flushed/done"
+                frames.setdefault(ctx, []).append(header.frame)
+                continue
+            data = json.loads(message)
+            if data["type"] == "segment":
+                stream_of[data["stream"]] = data["context"]
+            if data["type"] in ("flushed", "done"):
+                last_kind[data["context"]] = data["type"]
+            done += data["type"] == "done"
+        await ws.close()
+    for ctx, numbers in frames.items():
+        assert numbers == list(range(len(numbers))), ctx

@@ -139,9 +139,11 @@ class Connection:
                 outputs = self.session.receive_text_frame(text, now_s)
             else:
                 outputs = self.session.receive_binary_frame(message.get("bytes") or b"", now_s)
+            # Waiting here for room stops reading the socket: the client's own backpressure.
+            # Messages that queue nothing ordered (cancel, ping, text) only wait for the
+            # urgent lane, so a cancel is read even while audio fills the ordered lane.
             await self._handle_all(outputs)
-            while self._sequential_jobs:
-                await self._run_job(self._sequential_jobs.popleft())
+            await self._run_sequential_jobs()
             self._wake.set()
 
     async def _receive_or_poll(self) -> Mapping[str, Any] | None:
@@ -154,25 +156,30 @@ class Connection:
                 return await self.ws.receive()
         except TimeoutError:
             await self._handle_all(self.session.poll(time.monotonic()))
-            while self._sequential_jobs:
-                await self._run_job(self._sequential_jobs.popleft())
+            await self._run_sequential_jobs()
             return None
+
+    async def _run_sequential_jobs(self) -> None:
+        while self._sequential_jobs:
+            await self._run_job(self._sequential_jobs.popleft())
 
     async def _send_loop(self) -> None:
         while True:
-            item = await self.outbox.get()
-            if item.close_code is not None:
-                await self._close_socket(item.close_code, item.close_reason)
+            if not await self._send_item(await self.outbox.get()):
                 return
-            if self.outbox.is_dropped(item.stream):
-                continue
-            await self._send(item.data)
 
-    async def _send(self, data: str | bytes) -> None:
-        if isinstance(data, str):
-            await self.ws.send_text(data)
+    async def _send_item(self, item: Item) -> bool:
+        """Send one item; False once the socket has been closed."""
+        if item.close_code is not None:
+            await self._close_socket(item.close_code, item.close_reason)
+            return False
+        if self.outbox.is_dropped(item.stream):
+            return True
+        if isinstance(item.data, str):
+            await self.ws.send_text(item.data)
         else:
-            await self.ws.send_bytes(data)
+            await self.ws.send_bytes(item.data)
+        return True
 
     async def _tick_loop(self) -> None:
         while True:
@@ -191,66 +198,79 @@ class Connection:
 
     # --- carrying out the session's decisions ----------------------------------------------
 
-    async def _deliver(self, item: Item, urgent: bool = False) -> None:
-        if self.concurrent:
-            await self.outbox.put(item, urgent=urgent)
-        elif item.close_code is not None:
-            await self._close_socket(item.close_code, item.close_reason)
-        elif not self.outbox.is_dropped(item.stream):
-            await self._send(item.data)
-
     async def _handle_all(self, outputs: list[Output]) -> None:
+        """Carry out outputs in order, then apply backpressure (or, sequentially, send)."""
+        ordered, urgent = self._apply(outputs)
+        if not self.concurrent:
+            while (item := self.outbox.pop_nowait()) is not None:
+                if not await self._send_item(item):
+                    break
+        elif ordered or urgent:
+            await self.outbox.wait_for_room(ordered=ordered, urgent=urgent)
+
+    def _apply(self, outputs: list[Output]) -> tuple[bool, bool]:
+        """Synchronous on purpose: items are queued in the session's order, uninterleaved.
+
+        Returns whether anything went to the ordered lane and to the urgent lane.
+        """
+        ordered = urgent = False
         for output in outputs:
-            await self._handle(output)
+            if isinstance(output, Audio):
+                stream = self._streams.get(output.stream)
+                if stream is None:
+                    continue
+                payload = stream.encoder.encode(output.pcm)
+                header = AudioFrameHeader(output.stream, output.segment, stream.frames)
+                stream.frames += 1
+                stream.last_segment = output.segment
+                self.outbox.put_nowait(Item(pack_audio_frame(header, payload), output.stream))
+                ordered = True
+            elif isinstance(output, Send):
+                item = Item(_json(output.message), output.stream)
+                self.outbox.put_nowait(item, urgent=output.urgent)
+                urgent |= output.urgent
+                ordered |= not output.urgent
+            elif isinstance(output, Synthesize):
+                if self.concurrent:
+                    task = asyncio.create_task(self._run_job(output.job), name="speakstream-job")
+                    self._jobs[output.job.job_id] = task
+                else:
+                    self._sequential_jobs.append(output.job)
+            elif isinstance(output, OpenStream):
+                encoder = create_encoder(
+                    output.encoding, output.sample_rate_hz, output.sample_rate_hz
+                )
+                self._streams[output.stream] = _Stream(encoder)
+                self.runtime.active_streams += 1
+            elif isinstance(output, CloseStream):
+                ordered |= self._end_stream(output.stream)
+            elif isinstance(output, DropStream):
+                if self._streams.pop(output.stream, None) is not None:
+                    self.runtime.active_streams -= 1
+                self.outbox.drop_stream(output.stream)
+            elif isinstance(output, CancelJobs):
+                for job_id in output.job_ids:
+                    running = self._jobs.pop(job_id, None)
+                    if running is not None:
+                        running.cancel()
+            elif isinstance(output, Close):
+                self._close = output
+                close = Item("", close_code=int(output.code), close_reason=output.reason)
+                self.outbox.put_nowait(close, urgent=True)
+                urgent = True
+        return ordered, urgent
 
-    async def _handle(self, output: Output) -> None:
-        if isinstance(output, Audio):
-            stream = self._streams.get(output.stream)
-            if stream is None:
-                return
-            payload = stream.encoder.encode(output.pcm)
-            header = AudioFrameHeader(output.stream, output.segment, stream.frames)
-            stream.frames += 1
-            stream.last_segment = output.segment
-            await self._deliver(Item(pack_audio_frame(header, payload), output.stream))
-        elif isinstance(output, Send):
-            await self._deliver(Item(_json(output.message), output.stream), urgent=output.urgent)
-        elif isinstance(output, Synthesize):
-            if self.concurrent:
-                task = asyncio.create_task(self._run_job(output.job), name="speakstream-job")
-                self._jobs[output.job.job_id] = task
-            else:
-                self._sequential_jobs.append(output.job)
-        elif isinstance(output, OpenStream):
-            encoder = create_encoder(output.encoding, output.sample_rate_hz, output.sample_rate_hz)
-            self._streams[output.stream] = _Stream(encoder)
-            self.runtime.active_streams += 1
-        elif isinstance(output, CloseStream):
-            await self._end_stream(output.stream)
-        elif isinstance(output, DropStream):
-            if self._streams.pop(output.stream, None) is not None:
-                self.runtime.active_streams -= 1
-            await self.outbox.drop_stream(output.stream)
-        elif isinstance(output, CancelJobs):
-            for job_id in output.job_ids:
-                running = self._jobs.pop(job_id, None)
-                if running is not None:
-                    running.cancel()
-        elif isinstance(output, Close):
-            self._close = output
-            await self._deliver(
-                Item("", close_code=int(output.code), close_reason=output.reason), True
-            )
-
-    async def _end_stream(self, stream_id: int) -> None:
+    def _end_stream(self, stream_id: int) -> bool:
         stream = self._streams.pop(stream_id, None)
         if stream is None:
-            return
+            return False
         self.runtime.active_streams -= 1
         tail = stream.encoder.finish()
-        if tail:
-            header = AudioFrameHeader(stream_id, stream.last_segment, stream.frames)
-            await self._deliver(Item(pack_audio_frame(header, tail), stream_id))
+        if not tail:
+            return False
+        header = AudioFrameHeader(stream_id, stream.last_segment, stream.frames)
+        self.outbox.put_nowait(Item(pack_audio_frame(header, tail), stream_id))
+        return True
 
     async def _run_job(self, job: SynthesisJob) -> None:
         session = self.session

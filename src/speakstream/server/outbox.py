@@ -1,10 +1,15 @@
 """The bounded outbound queue of one connection.
 
 Two lanes: ``urgent`` (errors about input, ``pong``, ``cancelled``) is served first;
-``ordered`` (audio, segment events, ``flushed``, ``done``) keeps its order. Both are
-bounded: a full lane makes ``put`` wait, which is the backpressure that reaches the
-producers (synthesis results, then the receive loop, then the client's TCP window).
-``drop_stream`` removes a cancelled stream's queued items at once and refuses later ones.
+``ordered`` (audio, segment events, ``flushed``, ``done``) keeps its order.
+
+Enqueueing never waits (``put_nowait``): the driver enqueues a session's outputs in the
+very order the session produced them, with no await in between, so two producers (job
+tasks, the receive loop) can never interleave their items out of order. Backpressure is
+applied separately: a producer awaits ``wait_for_room`` before it makes more, so a lane
+holds at most its size plus the outputs of one session step (bounded by one segment's
+audio). ``drop_stream`` removes a cancelled stream's queued items at once and refuses
+later ones.
 """
 
 from __future__ import annotations
@@ -28,43 +33,59 @@ class Outbox:
     def __init__(self, ordered_size: int, urgent_size: int) -> None:
         self._ordered: deque[Item] = deque()
         self._urgent: deque[Item] = deque()
-        self._ordered_size = ordered_size
-        self._urgent_size = urgent_size
-        self._changed = asyncio.Condition()
+        self.ordered_size = ordered_size
+        self.urgent_size = urgent_size
+        self._has_items = asyncio.Event()
+        self._has_room = asyncio.Event()
         self._dropped: OrderedDict[int, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._ordered) + len(self._urgent)
 
-    async def put(self, item: Item, *, urgent: bool = False) -> None:
-        lane, size = (
-            (self._urgent, self._urgent_size) if urgent else (self._ordered, self._ordered_size)
+    def put_nowait(self, item: Item, *, urgent: bool = False) -> None:
+        if item.stream is not None and item.stream in self._dropped:
+            return
+        (self._urgent if urgent else self._ordered).append(item)
+        self._has_items.set()
+
+    def _full(self, ordered: bool, urgent: bool) -> bool:
+        return (ordered and len(self._ordered) >= self.ordered_size) or (
+            urgent and len(self._urgent) >= self.urgent_size
         )
-        async with self._changed:
-            await self._changed.wait_for(lambda: len(lane) < size)
-            if item.stream is not None and item.stream in self._dropped:
-                return
-            lane.append(item)
-            self._changed.notify_all()
+
+    async def wait_for_room(self, *, ordered: bool = True, urgent: bool = False) -> None:
+        """Return once the named lanes are below their size."""
+        while self._full(ordered, urgent):
+            self._has_room.clear()
+            await self._has_room.wait()
+
+    def pop_nowait(self) -> Item | None:
+        if self._urgent:
+            item = self._urgent.popleft()
+        elif self._ordered:
+            item = self._ordered.popleft()
+        else:
+            return None
+        self._has_room.set()
+        return item
 
     async def get(self) -> Item:
-        async with self._changed:
-            await self._changed.wait_for(lambda: bool(self._urgent or self._ordered))
-            item = self._urgent.popleft() if self._urgent else self._ordered.popleft()
-            self._changed.notify_all()
-            return item
+        while True:
+            item = self.pop_nowait()
+            if item is not None:
+                return item
+            self._has_items.clear()
+            await self._has_items.wait()
 
-    async def drop_stream(self, stream: int) -> None:
+    def drop_stream(self, stream: int) -> None:
         """Forget every queued item of ``stream``; later puts of it are discarded."""
-        async with self._changed:
-            self._dropped[stream] = None
-            while len(self._dropped) > _DROPPED_MEMORY:
-                self._dropped.popitem(last=False)
-            # In place: a waiting ``put`` holds a reference to this very deque.
-            kept = [item for item in self._ordered if item.stream != stream]
-            self._ordered.clear()
-            self._ordered.extend(kept)
-            self._changed.notify_all()
+        self._dropped[stream] = None
+        while len(self._dropped) > _DROPPED_MEMORY:
+            self._dropped.popitem(last=False)
+        kept = [item for item in self._ordered if item.stream != stream]
+        if len(kept) != len(self._ordered):
+            self._ordered = deque(kept)
+            self._has_room.set()
 
     def is_dropped(self, stream: int | None) -> bool:
         return stream is not None and stream in self._dropped
