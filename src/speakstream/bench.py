@@ -237,8 +237,15 @@ async def run_mode(url: str, trials: int) -> dict[str, Scenario]:
     return scenarios
 
 
-def measure_floor(texts: set[str], repeats: int) -> dict[str, list[float]]:
-    """Time to first chunk of each first segment, in this process, with no server."""
+IDLE_BEFORE_FLOOR_S = 0.3
+
+
+def measure_floor(texts: set[str], repeats: int, idle_s: float) -> dict[str, list[float]]:
+    """Time to first chunk of each first segment, in this process, with no server.
+
+    ``idle_s``: pause before each synthesis. Back to back (0) the engine runs warm; after
+    a pause, as at the start of a new utterance on a server, it runs colder and slower.
+    """
     from speakstream.engines import EngineSettings, SynthesisOptions, load_engine
 
     engine = load_engine("piper", EngineSettings())
@@ -247,6 +254,7 @@ def measure_floor(texts: set[str], repeats: int) -> dict[str, list[float]]:
     for text in sorted(texts):
         samples = []
         for _ in range(repeats):
+            time.sleep(idle_s)
             start = time.perf_counter()
             iterator = iter(engine.synthesize(text, voice, SynthesisOptions()))
             next(iterator, None)
@@ -258,17 +266,26 @@ def measure_floor(texts: set[str], repeats: int) -> dict[str, list[float]]:
     return floors
 
 
-def summarize(scenarios: dict[str, Scenario], floors: dict[str, list[float]]) -> dict[str, Any]:
+def summarize(
+    scenarios: dict[str, Scenario],
+    floors: dict[str, list[float]],
+    idle_floors: dict[str, list[float]],
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, scenario in scenarios.items():
         trials = scenario.trials
-        overhead = [
-            t.ttfa_from_trigger_ms - statistics.median(floors[t.first_segment]) for t in trials
-        ]
+
+        def over(floor: dict[str, list[float]]) -> list[float]:
+            return [
+                t.ttfa_from_trigger_ms - statistics.median(floor[t.first_segment]) for t in trials
+            ]
+
+        overhead = over(floors)
         out[name] = {
             "ttfa_ms": percentiles([t.ttfa_ms for t in trials]),
             "ttfa_from_trigger_ms": percentiles([t.ttfa_from_trigger_ms for t in trials]),
             "overhead_over_floor_ms": percentiles(overhead),
+            "overhead_over_idle_floor_ms": percentiles(over(idle_floors)),
             "overhead_over_own_engine_time_ms": percentiles(
                 [t.ttfa_from_trigger_ms - t.engine_ms for t in trials]
             ),
@@ -288,8 +305,9 @@ async def bench_async(trials: int) -> dict[str, Any]:
         async with server_process(*flags) as url:
             modes[mode] = await run_mode(url, trials)
     texts = {t.first_segment for s in modes.values() for sc in s.values() for t in sc.trials}
-    floors = await asyncio.to_thread(measure_floor, texts, max(10, trials))
-    summary = {mode: summarize(sc, floors) for mode, sc in modes.items()}
+    floors = await asyncio.to_thread(measure_floor, texts, max(10, trials), 0.0)
+    idle_floors = await asyncio.to_thread(measure_floor, texts, 5, IDLE_BEFORE_FLOOR_S)
+    summary = {mode: summarize(sc, floors, idle_floors) for mode, sc in modes.items()}
     ratios: dict[str, dict[str, float]] = {}
     for name in summary["concurrent"]:
         conc, seq = summary["concurrent"][name], summary["sequential"][name]
@@ -312,6 +330,8 @@ async def bench_async(trials: int) -> dict[str, Any]:
         "engine_floor_ms": {
             "all": percentiles(all_floor),
             "by_text": {text: percentiles(samples) for text, samples in floors.items()},
+            "after_idle": percentiles([v for samples in idle_floors.values() for v in samples]),
+            "idle_before_s": IDLE_BEFORE_FLOOR_S,
         },
         "modes": summary,
         "sequential_over_concurrent_p50": ratios,
@@ -319,10 +339,12 @@ async def bench_async(trials: int) -> dict[str, Any]:
 
 
 def print_report(results: dict[str, Any]) -> None:
-    floor = results["engine_floor_ms"]["all"]
-    print(
-        f"engine floor (first segment, in-process): p50 {floor['p50']} p95 {floor['p95']} p99 {floor['p99']} ms"
-    )
+    for key, label in (
+        ("all", "back to back"),
+        ("after_idle", f"after {IDLE_BEFORE_FLOOR_S} s idle"),
+    ):
+        p = results["engine_floor_ms"][key]
+        print(f"engine floor ({label}): p50 {p['p50']} p95 {p['p95']} p99 {p['p99']} ms")
     for mode, scenarios in results["modes"].items():
         print(f"\n[{mode}]")
         print(f"{'scenario':<18} {'metric':<33} {'p50':>9} {'p95':>9} {'p99':>9}")
@@ -331,6 +353,7 @@ def print_report(results: dict[str, Any]) -> None:
                 "ttfa_ms",
                 "ttfa_from_trigger_ms",
                 "overhead_over_floor_ms",
+                "overhead_over_idle_floor_ms",
                 "overhead_over_own_engine_time_ms",
                 "total_ms",
                 "underrun_ms",

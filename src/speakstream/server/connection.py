@@ -273,6 +273,15 @@ class Connection:
         return True
 
     async def _run_job(self, job: SynthesisJob) -> None:
+        try:
+            await self._handle_all(await self._synthesize(job))
+        finally:
+            # Only now: until its last output is queued, the task must stay cancellable
+            # by _shutdown and by a cancel of its context.
+            self._jobs.pop(job.job_id, None)
+
+    async def _synthesize(self, job: SynthesisJob) -> list[Output]:
+        """Stream one job's audio into the session; return the session's final outputs."""
         session = self.session
         clock = JobClock()
         try:
@@ -292,7 +301,7 @@ class Connection:
                     await self._handle_all(
                         session.job_audio(job.job_id, chunk, chunk.duration_ms, now_s)
                     )
-            outputs = session.job_finished(
+            return session.job_finished(
                 job.job_id, clock.synthesis_s, clock.queue_s, time.monotonic()
             )
         except SynthesisTimeoutError:
@@ -302,7 +311,6 @@ class Connection:
                 f"{self.runtime.settings.task_timeout:g} s to synthesize; its audio is skipped",
                 job.context,
             )
-            outputs = session.job_failed(job.job_id, error, time.monotonic())
         except Exception:
             _LOGGER.exception("synthesis failed for segment %d", job.segment.index)
             error = ProtocolError(
@@ -310,7 +318,4 @@ class Connection:
                 f"the engine failed on segment {job.segment.index}; its audio is skipped",
                 job.context,
             )
-            outputs = session.job_failed(job.job_id, error, time.monotonic())
-        finally:
-            self._jobs.pop(job.job_id, None)
-        await self._handle_all(outputs)
+        return session.job_failed(job.job_id, error, time.monotonic())
