@@ -13,7 +13,8 @@ In one run on this machine it measures, against a real server process on 127.0.0
   the server measured for that very segment in that very trial (``segment`` events carry
   ``queue_ms`` and ``first_chunk_ms``): everything but the engine;
 * the sequential mode (``bidirectional_streaming.enabled = false``) against the concurrent
-  mode on the same inputs, and four clients at once;
+  mode on the same inputs, trial by trial in alternation (both servers run, one at a
+  time is spoken to), and four clients at once;
 * for each: time to the last audio byte, and the worst playback underrun (how late a
   frame arrived against a player that started at the first byte).
 
@@ -32,7 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,8 +156,8 @@ def llm_messages(text: str) -> Iterator[tuple[str, float]]:
         yield (word if i == 0 else " " + word), 1.0 / LLM_TOKENS_PER_S
 
 
-def paragraph_messages(text: str) -> Iterator[tuple[str, float]]:
-    yield text, 0.0
+def paragraph_messages(_: str) -> Iterator[tuple[str, float]]:
+    yield PARAGRAPH, 0.0
 
 
 async def run_trial(conn: Connection, context: str, messages: list[tuple[str, float]]) -> Trial:
@@ -211,30 +212,41 @@ async def run_trial(conn: Connection, context: str, messages: list[tuple[str, fl
     )
 
 
-async def run_mode(url: str, trials: int) -> dict[str, Scenario]:
-    scenarios = {
-        name: Scenario(name)
-        for name in ("typing_12cps", "llm_30tps", "paragraph", "four_clients_llm")
+SCENARIOS = ("typing_12cps", "llm_30tps", "paragraph", "four_clients_llm")
+
+
+async def run_modes(urls: dict[str, str], trials: int) -> dict[str, dict[str, Scenario]]:
+    """Every trial runs on each server in turn (alternating which goes first), so drift of
+    the machine over the run (clock speed, caches, other load) weighs on both alike."""
+    results = {mode: {name: Scenario(name) for name in SCENARIOS} for mode in urls}
+    makers: dict[str, Callable[[str], Iterator[tuple[str, float]]]] = {
+        "typing_12cps": typing_messages,
+        "llm_30tps": llm_messages,
+        "paragraph": paragraph_messages,
     }
-    makers = {"typing_12cps": typing_messages, "llm_30tps": llm_messages}
-    async with await connect(url) as conn:
+    conns = {mode: await connect(url) for mode, url in urls.items()}
+    try:
         for i in range(trials):
+            order = list(urls) if i % 2 == 0 else list(reversed(urls))
             sentence = SENTENCES[i % len(SENTENCES)]
             for name, make in makers.items():
-                trial = await run_trial(conn, f"{name}-{i}", list(make(sentence)))
-                scenarios[name].trials.append(trial)
-            trial = await run_trial(conn, f"paragraph-{i}", list(paragraph_messages(PARAGRAPH)))
-            scenarios["paragraph"].trials.append(trial)
+                for mode in order:
+                    trial = await run_trial(conns[mode], f"{name}-{i}", list(make(sentence)))
+                    results[mode][name].trials.append(trial)
+    finally:
+        for conn in conns.values():
+            await conn.close()
 
-    async def one_client(k: int, i: int) -> Trial:
+    async def one_client(url: str, k: int, i: int) -> Trial:
         async with await connect(url) as conn:
             sentence = SENTENCES[(i + k) % len(SENTENCES)]
             return await run_trial(conn, f"c{k}", list(llm_messages(sentence)))
 
     for i in range(max(1, trials // 2)):
-        results = await asyncio.gather(*(one_client(k, i) for k in range(4)))
-        scenarios["four_clients_llm"].trials.extend(results)
-    return scenarios
+        for mode in list(urls) if i % 2 == 0 else list(reversed(urls)):
+            batch = await asyncio.gather(*(one_client(urls[mode], k, i) for k in range(4)))
+            results[mode]["four_clients_llm"].trials.extend(batch)
+    return results
 
 
 IDLE_BEFORE_FLOOR_S = 0.3
@@ -266,6 +278,11 @@ def measure_floor(texts: set[str], repeats: int, idle_s: float) -> dict[str, lis
     return floors
 
 
+def _overhead(trials: list[Trial], floors: dict[str, list[float]]) -> list[float]:
+    """Each trial's time from trigger to first audio, minus the floor of its first segment."""
+    return [t.ttfa_from_trigger_ms - statistics.median(floors[t.first_segment]) for t in trials]
+
+
 def summarize(
     scenarios: dict[str, Scenario],
     floors: dict[str, list[float]],
@@ -275,17 +292,12 @@ def summarize(
     for name, scenario in scenarios.items():
         trials = scenario.trials
 
-        def over(floor: dict[str, list[float]]) -> list[float]:
-            return [
-                t.ttfa_from_trigger_ms - statistics.median(floor[t.first_segment]) for t in trials
-            ]
-
-        overhead = over(floors)
+        overhead = _overhead(trials, floors)
         out[name] = {
             "ttfa_ms": percentiles([t.ttfa_ms for t in trials]),
             "ttfa_from_trigger_ms": percentiles([t.ttfa_from_trigger_ms for t in trials]),
             "overhead_over_floor_ms": percentiles(overhead),
-            "overhead_over_idle_floor_ms": percentiles(over(idle_floors)),
+            "overhead_over_idle_floor_ms": percentiles(_overhead(trials, idle_floors)),
             "overhead_over_own_engine_time_ms": percentiles(
                 [t.ttfa_from_trigger_ms - t.engine_ms for t in trials]
             ),
@@ -297,13 +309,13 @@ def summarize(
 
 
 async def bench_async(trials: int) -> dict[str, Any]:
-    modes: dict[str, dict[str, Scenario]] = {}
-    for mode, flags in (
-        ("concurrent", ("--bidirectional-streaming-enabled",)),
-        ("sequential", ("--no-bidirectional-streaming-enabled",)),
+    async with (
+        server_process("--bidirectional-streaming-enabled") as concurrent_url,
+        server_process("--no-bidirectional-streaming-enabled") as sequential_url,
     ):
-        async with server_process(*flags) as url:
-            modes[mode] = await run_mode(url, trials)
+        modes = await run_modes(
+            {"concurrent": concurrent_url, "sequential": sequential_url}, trials
+        )
     texts = {t.first_segment for s in modes.values() for sc in s.values() for t in sc.trials}
     floors = await asyncio.to_thread(measure_floor, texts, max(10, trials), 0.0)
     idle_floors = await asyncio.to_thread(measure_floor, texts, 5, IDLE_BEFORE_FLOOR_S)
