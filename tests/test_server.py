@@ -264,13 +264,20 @@ async def test_text_too_long_and_too_many_contexts(piper_engine: Engine) -> None
         await ws.close()
 
 
-async def test_invalid_utf8_closes_with_1007(piper_server: RunningServer) -> None:
-    ws = await raw(piper_server.stream_url)
-    await ws.send(b'{"type": "text", "text": "\xff\xfe"}', text=True)
+async def messages_until_closed(ws: websockets.ClientConnection) -> list[str | bytes]:
+    """Everything the server sends until it closes the socket (which it must, in 10 s)."""
+    received: list[str | bytes] = []
     with pytest.raises(websockets.ConnectionClosed):
         async with asyncio.timeout(10):
             while True:
-                await ws.recv()
+                received.append(await ws.recv())
+    return received
+
+
+async def test_invalid_utf8_closes_with_1007(piper_server: RunningServer) -> None:
+    ws = await raw(piper_server.stream_url)
+    await ws.send(b'{"type": "text", "text": "\xff\xfe"}', text=True)
+    await messages_until_closed(ws)
     assert ws.close_code == 1007
     await wait_until_idle(piper_server)
 
@@ -279,10 +286,7 @@ async def test_oversize_frame_closes_with_1009(piper_engine: Engine) -> None:
     async with running_server(piper_engine, max_message_bytes=4096) as srv:
         ws = await raw(srv.stream_url)
         await ws.send(json.dumps({"type": "text", "text": "y" * 5000}))
-        with pytest.raises(websockets.ConnectionClosed):
-            async with asyncio.timeout(10):
-                while True:
-                    await ws.recv()
+        await messages_until_closed(ws)
         assert ws.close_code == 1009
         await wait_until_idle(srv)
 
@@ -309,11 +313,7 @@ async def test_too_many_errors_close_with_1008(piper_engine: Engine) -> None:
         ws = await raw(srv.stream_url)
         for _ in range(4):
             await ws.send("nonsense")
-        codes = []
-        with pytest.raises(websockets.ConnectionClosed):
-            async with asyncio.timeout(10):
-                while True:
-                    codes.append(json.loads(await ws.recv())["code"])
+        codes = [json.loads(m)["code"] for m in await messages_until_closed(ws)]
         assert codes == ["invalid_json"] * 4 + ["too_many_errors"]
         assert ws.close_code == 1008
 
