@@ -50,7 +50,10 @@ async def collect(pool: EnginePool, text: str, first: bool = False, timeout_s: f
     clock = JobClock()
     n = 0
     async for _ in pool.stream(
-        text, "v", SynthesisOptions(), first=first, timeout_s=timeout_s, clock=clock
+        lambda: pool.engine.synthesize(text, "v", SynthesisOptions()),
+        first=first,
+        timeout_s=timeout_s,
+        clock=clock,
     ):
         n += 1
     assert clock.finished_s is not None and clock.first_chunk_after_s is not None

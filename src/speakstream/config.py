@@ -93,6 +93,15 @@ KEYS: tuple[Key, ...] = (
         600,
     ),
     Key("default_encoding", str, "pcm_s16le", "audio encoding when a context names none"),
+    Key(
+        "trim_silence",
+        bool,
+        True,
+        "trim the engine's silence at segment joins, pause by punctuation",
+    ),
+    Key("clause_pause_ms", float, 120.0, "pause after a clause (, ; :) between segments", 0, 5000),
+    Key("sentence_pause_ms", float, 250.0, "pause after a sentence between segments", 0, 5000),
+    Key("paragraph_pause_ms", float, 450.0, "pause after a paragraph between segments", 0, 5000),
     Key("max_contexts", int, 8, "contexts open at once on one connection", 1, 10_000),
     Key("max_connections", int, 64, "WebSocket connections at once, server-wide", 1, 1_000_000),
     Key("max_message_bytes", int, 65_536, "largest client message (bytes)", 256, 64 * 1024 * 1024),
@@ -127,6 +136,10 @@ class Settings:
     streaming_threshold: float = 0.1
     partial_word_timeout: float = 1.0
     default_encoding: str = "pcm_s16le"
+    trim_silence: bool = True
+    clause_pause_ms: float = 120.0
+    sentence_pause_ms: float = 250.0
+    paragraph_pause_ms: float = 450.0
     max_contexts: int = 8
     max_connections: int = 64
     max_message_bytes: int = 65_536

@@ -18,12 +18,12 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from speakstream.audio.pcm import PcmChunk
-from speakstream.engines.base import Engine, SynthesisOptions
+from speakstream.engines.base import Engine
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -123,15 +123,14 @@ class EnginePool:
 
     async def stream(
         self,
-        text: str,
-        voice: str,
-        options: SynthesisOptions,
+        make_chunks: Callable[[], Iterable[PcmChunk]],
         *,
         first: bool,
         timeout_s: float,
         clock: JobClock,
     ) -> AsyncGenerator[PcmChunk, None]:
-        """Synthesize in a worker thread, yielding chunks as they come.
+        """Run ``make_chunks`` (the engine, and what shapes its output) in a worker thread,
+        yielding chunks as they come.
 
         Raises ``SynthesisTimeoutError`` past ``timeout_s`` of synthesis (queueing not
         counted). ``clock`` is stamped as the job waits, starts, speaks and ends.
@@ -147,7 +146,7 @@ class EnginePool:
         def work() -> None:
             error: BaseException | None = None
             try:
-                for chunk in self.engine.synthesize(text, voice, options):
+                for chunk in make_chunks():
                     if cancel.is_set():
                         break
                     if clock.first_chunk_s is None:

@@ -132,6 +132,23 @@ def _classify(token: str, whitespace: str) -> _Boundary:
     return _Boundary.WORD
 
 
+def boundary_after(text: str) -> str:
+    """What ends ``text``: "paragraph", "sentence", "clause" or "word" (for the pause after it)."""
+    stripped = text.rstrip()
+    trailing = text[len(stripped) :]
+    if "\n" in trailing and stripped:
+        return "paragraph" if trailing.count("\n") > 1 else "sentence"
+    core = stripped.rstrip(_CLOSERS)
+    if not core:
+        return "word"
+    last = core[-1]
+    if last in _SENTENCE_END or last in _CJK_SENTENCE:
+        return "word" if _is_abbreviation(core.split()[-1]) else "sentence"
+    if last in _CLAUSE_END or last in _CJK_CLAUSE or core.split()[-1] in _DASHES:
+        return "clause"
+    return "word"
+
+
 class Segmenter:
     """Turns appended text into ``Segment``s. Not thread-safe; one per context."""
 

@@ -1,16 +1,24 @@
-"""Encoders from ``PcmChunk`` to wire bytes. One encoder per context stream.
+"""Output formats: which encodings exist, at which rates, and their encoders.
 
-PCM encodings never split a sample: every payload is a whole number of samples.
+An encoder is fed ``PcmChunk``s of one context stream in order and returns the payloads
+to send (each becomes one binary frame): PCM never splits a sample, compressed payloads
+are whole pages/frames/packets, and every stream is decodable from its first payload.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from speakstream.audio import g711
 from speakstream.audio.pcm import PcmChunk
+
+# The rates every PCM-like encoding can be resampled to (plus the voice's own rate).
+SAMPLE_RATES_HZ = frozenset({8000, 16000, 22050, 24000, 44100, 48000})
 
 
 class UnsupportedFormatError(ValueError):
@@ -21,55 +29,183 @@ class Encoder(Protocol):
     encoding: str
     sample_rate_hz: int
 
-    def encode(self, chunk: PcmChunk) -> bytes: ...
+    def encode(self, chunk: PcmChunk) -> list[bytes]: ...
 
-    def finish(self) -> bytes: ...
+    def finish(self) -> list[bytes]: ...
 
 
-class _PcmS16Encoder:
+def _pcm16(chunk: PcmChunk) -> bytes:
+    scaled = np.clip(chunk.samples, -1.0, 1.0) * 32767.0
+    return bytes(np.rint(scaled).astype("<i2").tobytes())
+
+
+class _Stateless:
+    encoding = ""
+
+    def __init__(self, sample_rate_hz: int) -> None:
+        self.sample_rate_hz = sample_rate_hz
+
+    def convert(self, chunk: PcmChunk) -> bytes:
+        raise NotImplementedError
+
+    def encode(self, chunk: PcmChunk) -> list[bytes]:
+        data = self.convert(chunk)
+        return [data] if data else []
+
+    def finish(self) -> list[bytes]:
+        return []
+
+
+class PcmS16Encoder(_Stateless):
     encoding = "pcm_s16le"
 
-    def __init__(self, sample_rate_hz: int) -> None:
-        self.sample_rate_hz = sample_rate_hz
-
-    def encode(self, chunk: PcmChunk) -> bytes:
-        scaled = np.clip(chunk.samples, -1.0, 1.0) * 32767.0
-        return bytes(np.rint(scaled).astype("<i2").tobytes())
-
-    def finish(self) -> bytes:
-        return b""
+    def convert(self, chunk: PcmChunk) -> bytes:
+        return _pcm16(chunk)
 
 
-class _PcmF32Encoder:
+class PcmF32Encoder(_Stateless):
     encoding = "pcm_f32le"
 
+    def convert(self, chunk: PcmChunk) -> bytes:
+        return bytes(chunk.samples.astype("<f4").tobytes())
+
+
+class MulawEncoder(_Stateless):
+    encoding = "mulaw"
+
+    def convert(self, chunk: PcmChunk) -> bytes:
+        return g711.mulaw_encode(chunk.samples)
+
+
+class AlawEncoder(_Stateless):
+    encoding = "alaw"
+
+    def convert(self, chunk: PcmChunk) -> bytes:
+        return g711.alaw_encode(chunk.samples)
+
+
+def wav_header(sample_rate_hz: int) -> bytes:
+    """A 16-bit mono WAV header for a stream of unknown length (sizes 0xFFFFFFFF)."""
+    unknown = 0xFFFFFFFF
+    return (
+        b"RIFF"
+        + struct.pack("<I", unknown)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate_hz, sample_rate_hz * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", unknown)
+    )
+
+
+class WavEncoder:
+    """One header for the whole context, then 16-bit PCM: a WAV file as it is streamed."""
+
+    encoding = "wav"
+
     def __init__(self, sample_rate_hz: int) -> None:
         self.sample_rate_hz = sample_rate_hz
+        self._started = False
 
-    def encode(self, chunk: PcmChunk) -> bytes:
-        return chunk.samples.astype("<f4").tobytes()
+    def _header(self) -> bytes:
+        if self._started:
+            return b""
+        self._started = True
+        return wav_header(self.sample_rate_hz)
 
-    def finish(self) -> bytes:
-        return b""
+    def encode(self, chunk: PcmChunk) -> list[bytes]:
+        data = self._header() + _pcm16(chunk)
+        return [data] if data else []
+
+    def finish(self) -> list[bytes]:
+        header = self._header()
+        return [header] if header else []
 
 
-ENCODINGS: dict[str, Callable[[int], Encoder]] = {
-    "pcm_s16le": _PcmS16Encoder,
-    "pcm_f32le": _PcmF32Encoder,
+@dataclass(frozen=True, slots=True)
+class FormatSpec:
+    encoding: str
+    factory: Callable[[int], Encoder]
+    rates_hz: frozenset[int] | None  # None: SAMPLE_RATES_HZ and the voice's own rate
+    default_rate_hz: int | None  # None: the voice's own rate
+    content_type: str
+    heavy: bool  # encode in a worker thread, not on the event loop
+
+
+def _lazy(module: str, name: str) -> Callable[[int], Encoder]:
+    def make(sample_rate_hz: int) -> Encoder:
+        import importlib
+
+        encoder: Encoder = getattr(importlib.import_module(module), name)(sample_rate_hz)
+        return encoder
+
+    return make
+
+
+_OPUS_RATES = frozenset({8000, 12000, 16000, 24000, 48000})
+_MP3_RATES = frozenset({8000, 16000, 22050, 24000, 44100, 48000})
+_TELEPHONY_RATES = frozenset({8000, 16000})
+_CODECS = "speakstream.audio.codecs"
+
+FORMATS: dict[str, FormatSpec] = {
+    spec.encoding: spec
+    for spec in (
+        FormatSpec("pcm_s16le", PcmS16Encoder, None, None, "audio/pcm;encoding=s16le", False),
+        FormatSpec("pcm_f32le", PcmF32Encoder, None, None, "audio/pcm;encoding=f32le", False),
+        FormatSpec("mulaw", MulawEncoder, _TELEPHONY_RATES, 8000, "audio/basic", False),
+        FormatSpec("alaw", AlawEncoder, _TELEPHONY_RATES, 8000, "audio/x-alaw-basic", False),
+        FormatSpec("wav", WavEncoder, None, None, "audio/wav", False),
+        FormatSpec(
+            "opus",
+            _lazy(_CODECS, "OggOpusEncoder"),
+            _OPUS_RATES,
+            48000,
+            "audio/ogg;codecs=opus",
+            True,
+        ),
+        FormatSpec(
+            "opus_packets",
+            _lazy(_CODECS, "OpusPacketEncoder"),
+            _OPUS_RATES,
+            48000,
+            "audio/opus",
+            True,
+        ),
+        FormatSpec("mp3", _lazy(_CODECS, "Mp3Encoder"), _MP3_RATES, None, "audio/mpeg", True),
+    )
 }
+ENCODINGS = tuple(FORMATS)
 
-BYTES_PER_SAMPLE = {"pcm_s16le": 2, "pcm_f32le": 4}
+
+def allowed_rates_hz(encoding: str, voice_rate_hz: int) -> frozenset[int]:
+    spec = FORMATS[encoding]
+    if spec.rates_hz is not None:
+        return spec.rates_hz
+    return SAMPLE_RATES_HZ | {voice_rate_hz}
 
 
-def create_encoder(encoding: str, sample_rate_hz: int, engine_rate_hz: int) -> Encoder:
-    """An encoder for ``encoding`` at ``sample_rate_hz``; raises ``UnsupportedFormatError``."""
-    factory = ENCODINGS.get(encoding)
-    if factory is None:
-        known = ", ".join(sorted(ENCODINGS))
-        raise UnsupportedFormatError(f"unknown encoding {encoding!r}; supported: {known}")
-    if sample_rate_hz != engine_rate_hz:
+def resolve_rate_hz(encoding: str, requested_hz: int | None, voice_rate_hz: int) -> int:
+    """The output rate for ``encoding``; raises ``UnsupportedFormatError``."""
+    spec = FORMATS.get(encoding)
+    if spec is None:
         raise UnsupportedFormatError(
-            f"sample rate {sample_rate_hz} Hz is not available; this voice speaks at "
-            f"{engine_rate_hz} Hz"
+            f"unknown encoding {encoding!r}; supported: {', '.join(ENCODINGS)}"
         )
-    return factory(sample_rate_hz)
+    allowed = allowed_rates_hz(encoding, voice_rate_hz)
+    if requested_hz is None:
+        default = spec.default_rate_hz or voice_rate_hz
+        return default if default in allowed else max(allowed)
+    if requested_hz not in allowed:
+        rates = ", ".join(str(r) for r in sorted(allowed))
+        raise UnsupportedFormatError(
+            f"{encoding} cannot be sent at {requested_hz} Hz; it takes {rates} Hz"
+        )
+    return requested_hz
+
+
+def create_encoder(encoding: str, sample_rate_hz: int) -> Encoder:
+    spec = FORMATS.get(encoding)
+    if spec is None:
+        raise UnsupportedFormatError(
+            f"unknown encoding {encoding!r}; supported: {', '.join(ENCODINGS)}"
+        )
+    return spec.factory(sample_rate_hz)

@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     TEXT_TOO_LONG = "text_too_long"
     SYNTHESIS_TIMEOUT = "synthesis_timeout"
     SYNTHESIS_FAILED = "synthesis_failed"
+    ENCODING_FAILED = "encoding_failed"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     TOO_MANY_ERRORS = "too_many_errors"
     SERVER_SHUTTING_DOWN = "server_shutting_down"

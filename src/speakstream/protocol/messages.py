@@ -24,6 +24,7 @@ class StartMessage:
     encoding: str | None = None
     sample_rate_hz: int | None = None
     speed: float | None = None
+    volume: float | None = None
     min_text_length: int | None = None
     chunk_size: int | None = None
     streaming_threshold_ms: int | None = None
@@ -67,6 +68,7 @@ _FIELDS: dict[str, frozenset[str]] = {
         "encoding",
         "sample_rate_hz",
         "speed",
+        "volume",
         "min_text_length",
         "chunk_size",
         "streaming_threshold_ms",
@@ -182,6 +184,7 @@ def parse_client_message(raw: str) -> ClientMessage:
         encoding=_optional_str(obj, "encoding", context),
         sample_rate_hz=_optional_int(obj, "sample_rate_hz", context, 1, 384_000),
         speed=_optional_float(obj, "speed", context, 0.25, 4.0),
+        volume=_optional_float(obj, "volume", context, 0.0, 4.0),
         min_text_length=_optional_int(obj, "min_text_length", context, 1, 1000),
         chunk_size=_optional_int(obj, "chunk_size", context, 1, 5000),
         streaming_threshold_ms=_optional_int(obj, "streaming_threshold_ms", context, 1, 60_000),

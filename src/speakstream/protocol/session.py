@@ -22,6 +22,7 @@ bounds the audio held for reordering.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,9 +39,19 @@ from speakstream.protocol.messages import (
     parse_client_message,
     server_message,
 )
-from speakstream.segmenter import Segment, Segmenter, SegmenterPolicy
+from speakstream.segmenter import Segment, Segmenter, SegmenterPolicy, boundary_after
 
 _RECENT_STREAMS = 256
+
+
+def native_rate_only(encoding: str, requested_hz: int | None, voice_rate_hz: int) -> int:
+    """The simplest format rule: any known encoding, at the voice's own rate only."""
+    if requested_hz not in (None, voice_rate_hz):
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_SAMPLE_RATE,
+            f"{encoding} cannot be sent at {requested_hz} Hz; it takes {voice_rate_hz} Hz",
+        )
+    return voice_rate_hz
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +60,9 @@ class SessionConfig:
     default_voice: str
     encodings: frozenset[str]
     default_encoding: str = "pcm_s16le"
+    # (encoding, requested rate or None, voice rate) -> output rate; raises ProtocolError
+    # (unsupported_sample_rate) for a rate the encoding cannot take.
+    resolve_rate_hz: Callable[[str, int | None, int], int] = native_rate_only
     policy: SegmenterPolicy = field(default_factory=SegmenterPolicy)
     immediate_send: bool = True
     max_contexts: int = 8
@@ -67,6 +81,8 @@ class SynthesisJob:
     segment: Segment
     voice: str
     speed: float
+    volume: float
+    pause_before: str  # what ended the text before this segment: word, clause, sentence, paragraph
     first: bool  # the context's first segment: scheduled ahead of others
 
 
@@ -89,7 +105,8 @@ class OpenStream:
     stream: int
     context: str
     encoding: str
-    sample_rate_hz: int
+    sample_rate_hz: int  # what the client gets
+    voice_rate_hz: int  # what the engine makes
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,12 +194,14 @@ class _Context:
     encoding: str
     sample_rate_hz: int
     speed: float
+    volume: float
     immediate_send: bool
     segmenter: Segmenter
     metrics: _Metrics
     pending: deque[_Job | _Marker] = field(default_factory=deque)
     unspoken_chars: int = 0  # received, not yet released as audio
     ending: bool = False
+    last_boundary: str = "word"  # what ended the last segment cut
 
 
 class Session:
@@ -377,14 +396,10 @@ class Session:
                 cid,
             )
         native_hz = cfg.voices[voice]
-        rate_hz = message.sample_rate_hz or native_hz
-        if rate_hz != native_hz:
-            raise ProtocolError(
-                ErrorCode.UNSUPPORTED_SAMPLE_RATE,
-                f"sample rate {rate_hz} Hz is not available for voice {voice!r}; "
-                f"it speaks at {native_hz} Hz",
-                cid,
-            )
+        try:
+            rate_hz = cfg.resolve_rate_hz(encoding, message.sample_rate_hz, native_hz)
+        except ProtocolError as error:
+            raise ProtocolError(error.code, error.message, cid) from None
         policy = cfg.policy
         overrides: dict[str, Any] = {}
         if message.min_text_length is not None:
@@ -409,6 +424,7 @@ class Session:
             encoding=encoding,
             sample_rate_hz=rate_hz,
             speed=message.speed or 1.0,
+            volume=1.0 if message.volume is None else message.volume,
             immediate_send=cfg.immediate_send,
             segmenter=Segmenter(policy),
             metrics=_Metrics(created_s=now_s),
@@ -416,7 +432,7 @@ class Session:
         self._next_stream += 1
         self._contexts[cid] = ctx
         self._recent.pop(cid, None)
-        out.append(OpenStream(ctx.stream, cid, encoding, rate_hz))
+        out.append(OpenStream(ctx.stream, cid, encoding, rate_hz, native_hz))
         return ctx
 
     def _on_start(self, message: StartMessage, now_s: float, out: list[Output]) -> None:
@@ -527,8 +543,11 @@ class Session:
                 segment=segment,
                 voice=ctx.voice,
                 speed=ctx.speed,
+                volume=ctx.volume,
+                pause_before="word" if segment.index == 0 else ctx.last_boundary,
                 first=segment.index == 0,
             )
+            ctx.last_boundary = boundary_after(segment.text)
             self._next_job += 1
             job = _Job(spec)
             self._jobs[spec.job_id] = job

@@ -24,16 +24,19 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from speakstream.audio.encoders import Encoder, create_encoder
+from speakstream.audio.pcm import PcmChunk
+from speakstream.audio.pipeline import StreamPipeline
+from speakstream.audio.seams import shape_chunks
 from speakstream.engines.base import SynthesisOptions
 from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
 from speakstream.protocol.frames import AudioFrameHeader, pack_audio_frame
+from speakstream.protocol.messages import error_message
 from speakstream.protocol.session import (
     Audio,
     CancelJobs,
@@ -57,9 +60,18 @@ _CLOSE_GRACE_S = 2.0
 
 @dataclass(slots=True)
 class _Stream:
-    encoder: Encoder
+    context: str
+    pipeline: StreamPipeline
     frames: int = 0
     last_segment: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Pcm:
+    """Audio queued for a stream, encoded by the send loop in order; None: end of stream."""
+
+    pcm: PcmChunk | None
+    segment: int
 
 
 def _json(message: dict[str, Any]) -> str:
@@ -175,11 +187,61 @@ class Connection:
             return False
         if self.outbox.is_dropped(item.stream):
             return True
-        if isinstance(item.data, str):
+        if isinstance(item.data, _Pcm):
+            await self._send_audio(item.stream, item.data)
+        elif isinstance(item.data, str):
             await self.ws.send_text(item.data)
-        else:
+        elif isinstance(item.data, bytes):
             await self.ws.send_bytes(item.data)
         return True
+
+    async def _send_audio(self, stream_id: int | None, audio: _Pcm) -> None:
+        """Resample and encode (off the loop when heavy), then send each payload as a frame.
+
+        Encoding happens here, in the one send loop, so it follows the stream's order and
+        a cancelled stream's queued audio is never encoded at all.
+        """
+        stream = self._streams.get(stream_id) if stream_id is not None else None
+        if stream_id is None or stream is None:
+            return
+        pipeline = stream.pipeline
+        pcm = audio.pcm
+        try:
+            if pcm is None:
+                payloads = (
+                    await asyncio.to_thread(pipeline.finish)
+                    if pipeline.heavy
+                    else pipeline.finish()
+                )
+            elif pipeline.heavy:
+                payloads = await asyncio.to_thread(pipeline.process, pcm)
+            else:
+                payloads = pipeline.process(pcm)
+        except Exception:
+            _LOGGER.exception("encoding %s failed", pipeline.encoding)
+            self._drop_stream(stream_id)
+            error = ProtocolError(
+                ErrorCode.ENCODING_FAILED,
+                f"encoding {pipeline.encoding} failed; this context's audio stops here",
+                stream.context,
+            )
+            await self.ws.send_text(_json(error_message(error)))
+            return
+        if pcm is not None:
+            stream.last_segment = audio.segment
+        for payload in payloads:
+            if self.outbox.is_dropped(stream_id):  # cancelled while encoding
+                return
+            header = AudioFrameHeader(stream_id, stream.last_segment, stream.frames)
+            stream.frames += 1
+            await self.ws.send_bytes(pack_audio_frame(header, payload))
+        if pcm is None and self._streams.pop(stream_id, None) is not None:
+            self.runtime.active_streams -= 1
+
+    def _drop_stream(self, stream_id: int) -> None:
+        if self._streams.pop(stream_id, None) is not None:
+            self.runtime.active_streams -= 1
+        self.outbox.drop_stream(stream_id)
 
     async def _tick_loop(self) -> None:
         while True:
@@ -216,14 +278,7 @@ class Connection:
         ordered = urgent = False
         for output in outputs:
             if isinstance(output, Audio):
-                stream = self._streams.get(output.stream)
-                if stream is None:
-                    continue
-                payload = stream.encoder.encode(output.pcm)
-                header = AudioFrameHeader(output.stream, output.segment, stream.frames)
-                stream.frames += 1
-                stream.last_segment = output.segment
-                self.outbox.put_nowait(Item(pack_audio_frame(header, payload), output.stream))
+                self.outbox.put_nowait(Item(_Pcm(output.pcm, output.segment), output.stream))
                 ordered = True
             elif isinstance(output, Send):
                 item = Item(_json(output.message), output.stream)
@@ -237,17 +292,16 @@ class Connection:
                 else:
                     self._sequential_jobs.append(output.job)
             elif isinstance(output, OpenStream):
-                encoder = create_encoder(
-                    output.encoding, output.sample_rate_hz, output.sample_rate_hz
+                pipeline = StreamPipeline(
+                    output.encoding, output.sample_rate_hz, output.voice_rate_hz
                 )
-                self._streams[output.stream] = _Stream(encoder)
+                self._streams[output.stream] = _Stream(output.context, pipeline)
                 self.runtime.active_streams += 1
             elif isinstance(output, CloseStream):
-                ordered |= self._end_stream(output.stream)
+                self.outbox.put_nowait(Item(_Pcm(None, 0), output.stream))
+                ordered = True
             elif isinstance(output, DropStream):
-                if self._streams.pop(output.stream, None) is not None:
-                    self.runtime.active_streams -= 1
-                self.outbox.drop_stream(output.stream)
+                self._drop_stream(output.stream)
             elif isinstance(output, CancelJobs):
                 for job_id in output.job_ids:
                     running = self._jobs.pop(job_id, None)
@@ -259,18 +313,6 @@ class Connection:
                 self.outbox.put_nowait(close, urgent=True)
                 urgent = True
         return ordered, urgent
-
-    def _end_stream(self, stream_id: int) -> bool:
-        stream = self._streams.pop(stream_id, None)
-        if stream is None:
-            return False
-        self.runtime.active_streams -= 1
-        tail = stream.encoder.finish()
-        if not tail:
-            return False
-        header = AudioFrameHeader(stream_id, stream.last_segment, stream.frames)
-        self.outbox.put_nowait(Item(pack_audio_frame(header, tail), stream_id))
-        return True
 
     async def _run_job(self, job: SynthesisJob) -> None:
         try:
@@ -285,10 +327,16 @@ class Connection:
         session = self.session
         clock = JobClock()
         try:
+            engine, seams = self.runtime.engine, self.runtime.seams
+
+            def make_chunks() -> Iterator[PcmChunk]:
+                raw = engine.synthesize(job.segment.text, job.voice, SynthesisOptions(job.speed))
+                return shape_chunks(
+                    raw, pause_before=job.pause_before, volume=job.volume, policy=seams
+                )
+
             chunks = self.runtime.pool.stream(
-                job.segment.text,
-                job.voice,
-                SynthesisOptions(speed=job.speed),
+                make_chunks,
                 first=job.first,
                 timeout_s=self.runtime.settings.task_timeout,
                 clock=clock,

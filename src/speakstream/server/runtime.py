@@ -8,9 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from speakstream import __version__
-from speakstream.audio.encoders import ENCODINGS
+from speakstream.audio.encoders import (
+    ENCODINGS,
+    FORMATS,
+    UnsupportedFormatError,
+    allowed_rates_hz,
+    resolve_rate_hz,
+)
+from speakstream.audio.seams import SeamPolicy
 from speakstream.config import ConfigError, Settings
 from speakstream.engines import Engine, EngineSettings, load_engine
+from speakstream.protocol.errors import ErrorCode, ProtocolError
 from speakstream.protocol.session import SessionConfig
 from speakstream.scheduler import EnginePool
 from speakstream.segmenter import SegmenterPolicy
@@ -31,6 +39,25 @@ def segmenter_policy(settings: Settings) -> SegmenterPolicy:
     )
 
 
+def seam_policy(settings: Settings) -> SeamPolicy:
+    return SeamPolicy(
+        trim_silence=settings.trim_silence,
+        pause_ms={
+            "word": 0.0,
+            "clause": settings.clause_pause_ms,
+            "sentence": settings.sentence_pause_ms,
+            "paragraph": settings.paragraph_pause_ms,
+        },
+    )
+
+
+def session_rate_hz(encoding: str, requested_hz: int | None, voice_rate_hz: int) -> int:
+    try:
+        return resolve_rate_hz(encoding, requested_hz, voice_rate_hz)
+    except UnsupportedFormatError as exc:
+        raise ProtocolError(ErrorCode.UNSUPPORTED_SAMPLE_RATE, str(exc)) from None
+
+
 def engine_settings(settings: Settings, options: dict[str, Any] | None = None) -> EngineSettings:
     return EngineSettings(
         default_voice=settings.voice or None,
@@ -46,6 +73,7 @@ class Runtime:
     engine: Engine
     pool: EnginePool
     session_config: SessionConfig
+    seams: SeamPolicy
     connections: int = 0
     active_streams: int = 0
     connections_total: int = 0
@@ -68,6 +96,7 @@ class Runtime:
             default_voice=caps.default_voice,
             encodings=frozenset(ENCODINGS),
             default_encoding=encoding,
+            resolve_rate_hz=session_rate_hz,
             policy=segmenter_policy(settings),
             immediate_send=settings.immediate_send,
             max_contexts=settings.max_contexts,
@@ -83,7 +112,18 @@ class Runtime:
                         {"name": v.name, "sample_rate_hz": v.sample_rate_hz, "language": v.language}
                         for v in caps.voices
                     ],
-                    "encodings": sorted(ENCODINGS),
+                    "encodings": {
+                        name: {
+                            "sample_rates_hz": sorted(
+                                allowed_rates_hz(name, caps.voices[0].sample_rate_hz)
+                            ),
+                            "default_sample_rate_hz": resolve_rate_hz(
+                                name, None, caps.voices[0].sample_rate_hz
+                            ),
+                            "content_type": FORMATS[name].content_type,
+                        }
+                        for name in ENCODINGS
+                    },
                     "streams_within_sentence": caps.streams_within_sentence,
                     "word_timings": caps.word_timings,
                     "alignment": False,
@@ -97,7 +137,9 @@ class Runtime:
             },
         )
         pool = EnginePool(engine, settings.max_concurrent_tasks)
-        return cls(settings, engine, pool, session_config, owns_engine=owns_engine)
+        return cls(
+            settings, engine, pool, session_config, seam_policy(settings), owns_engine=owns_engine
+        )
 
     def close(self) -> None:
         self.pool.close()

@@ -1,0 +1,87 @@
+"""Seamless joins between separately synthesized segments.
+
+Each engine chunk (Piper: one sentence) is cleaned before it is queued: DC offset removed,
+the engine's own leading and trailing silence trimmed (keeping a short margin), short
+fades at both ends so a cut can never click, the context's volume applied, and a pause
+put in front that matches the punctuation that ended the text before it: none inside a
+sentence, short after a clause, longer after a sentence or a paragraph. The result: the
+listener hears the pauses of the text, not the places where the server cut it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from speakstream.audio.pcm import FloatArray, PcmChunk
+
+
+@dataclass(frozen=True, slots=True)
+class SeamPolicy:
+    trim_silence: bool = True
+    silence_threshold: float = 0.004  # |sample| below this counts as silence (about -48 dBFS)
+    keep_before_ms: float = 15.0  # silence kept before the first loud sample
+    keep_after_ms: float = 40.0  # and after the last (release of the final phoneme)
+    fade_ms: float = 4.0
+    pause_ms: dict[str, float] | None = None  # by boundary kind: word, clause, sentence, paragraph
+
+    def pause_for(self, boundary: str) -> float:
+        pauses = self.pause_ms or DEFAULT_PAUSES_MS
+        return pauses.get(boundary, 0.0)
+
+
+DEFAULT_PAUSES_MS: dict[str, float] = {
+    "word": 0.0,
+    "clause": 120.0,
+    "sentence": 250.0,
+    "paragraph": 450.0,
+}
+
+
+def _trim(samples: FloatArray, rate_hz: int, policy: SeamPolicy) -> FloatArray:
+    loud = np.flatnonzero(np.abs(samples) >= policy.silence_threshold)
+    if loud.size == 0:
+        return samples[:0]
+    start = max(0, int(loud[0]) - int(policy.keep_before_ms * rate_hz / 1000))
+    end = min(samples.size, int(loud[-1]) + 1 + int(policy.keep_after_ms * rate_hz / 1000))
+    return samples[start:end]
+
+
+def _fade(samples: FloatArray, rate_hz: int, fade_ms: float) -> FloatArray:
+    n = min(int(fade_ms * rate_hz / 1000), samples.size // 2)
+    if n <= 0:
+        return samples
+    ramp = np.linspace(0.0, 1.0, n, endpoint=False, dtype=np.float32)
+    samples[:n] *= ramp
+    samples[-n:] *= ramp[::-1]
+    return samples
+
+
+def shape_chunks(
+    chunks: Iterable[PcmChunk],
+    *,
+    pause_before: str,
+    volume: float,
+    policy: SeamPolicy,
+) -> Iterator[PcmChunk]:
+    """Clean each chunk of one segment; ``pause_before`` is the boundary before it."""
+    boundary = pause_before
+    for chunk in chunks:
+        rate = chunk.sample_rate_hz
+        samples = chunk.samples.astype(np.float32, copy=True)
+        if samples.size:
+            samples -= np.float32(samples.mean())
+        if policy.trim_silence:
+            samples = _trim(samples, rate, policy)
+        samples = _fade(samples, rate, policy.fade_ms)
+        if volume != 1.0:
+            samples = np.clip(samples * np.float32(volume), -1.0, 1.0).astype(np.float32)
+        pause_ms = policy.pause_for(boundary) if policy.trim_silence else 0.0
+        if pause_ms:
+            silence = np.zeros(int(pause_ms * rate / 1000), dtype=np.float32)
+            samples = np.concatenate([silence, samples])
+        boundary = "sentence"  # the engine's next chunk is its next sentence
+        if samples.size:
+            yield PcmChunk(np.ascontiguousarray(samples, dtype=np.float32), rate)
