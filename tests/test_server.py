@@ -224,7 +224,10 @@ async def next_json(ws: websockets.ClientConnection) -> dict[str, Any]:
         ('{"type": "start", "voice": "en_GB-nobody"}', "unknown_voice"),
         ('{"type": "start", "encoding": "aiff"}', "unsupported_encoding"),
         ('{"type": "start", "sample_rate_hz": 11025}', "unsupported_sample_rate"),
-        ('{"type": "start", "encoding": "opus", "sample_rate_hz": 22050}', "unsupported_sample_rate"),
+        (
+            '{"type": "start", "encoding": "opus", "sample_rate_hz": 22050}',
+            "unsupported_sample_rate",
+        ),
         ('{"type": "flush", "context": "ghost"}', "unknown_context"),
         (b"\x00\x01binary", "binary_not_supported"),
     ],

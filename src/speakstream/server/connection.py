@@ -219,7 +219,10 @@ class Connection:
                 payloads = pipeline.process(pcm)
         except Exception:
             _LOGGER.exception("encoding %s failed", pipeline.encoding)
-            self._drop_stream(stream_id)
+            # No more audio for this stream; its events (segment, flushed, done) still go,
+            # so the client sees the context through to its end.
+            if self._streams.pop(stream_id, None) is not None:
+                self.runtime.active_streams -= 1
             error = ProtocolError(
                 ErrorCode.ENCODING_FAILED,
                 f"encoding {pipeline.encoding} failed; this context's audio stops here",
