@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="run the latency benchmark (see bench/README)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    bench.add_argument("--audio", action="store_true", help="the encoder benchmark instead")
     bench.add_argument("--output", type=Path, default=None, help="results JSON file")
     return parser
 
@@ -77,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return serve(_settings_from(args))
         if args.command == "bench":
+            if args.audio:
+                from speakstream.bench_audio import run_audio_bench
+
+                return run_audio_bench(quick=args.quick, output=args.output)
             from speakstream.bench import run_bench
 
             return int(run_bench(quick=args.quick, output=args.output))
