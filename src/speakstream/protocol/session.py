@@ -22,7 +22,6 @@ bounds the audio held for reordering.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,103 +38,40 @@ from speakstream.protocol.messages import (
     parse_client_message,
     server_message,
 )
+from speakstream.protocol.metrics import ContextMetrics
+from speakstream.protocol.outputs import (
+    Audio,
+    CancelJobs,
+    Close,
+    CloseStream,
+    DropStream,
+    OpenStream,
+    Output,
+    Send,
+    SessionConfig,
+    SynthesisJob,
+    Synthesize,
+    native_rate_only,
+)
 from speakstream.segmenter import Segment, Segmenter, SegmenterPolicy, boundary_after
 
+__all__ = [
+    "Audio",
+    "CancelJobs",
+    "Close",
+    "CloseStream",
+    "DropStream",
+    "OpenStream",
+    "Output",
+    "Send",
+    "Session",
+    "SessionConfig",
+    "SynthesisJob",
+    "Synthesize",
+    "native_rate_only",
+]
+
 _RECENT_STREAMS = 256
-
-
-def native_rate_only(encoding: str, requested_hz: int | None, voice_rate_hz: int) -> int:
-    """The simplest format rule: any known encoding, at the voice's own rate only."""
-    if requested_hz not in (None, voice_rate_hz):
-        raise ProtocolError(
-            ErrorCode.UNSUPPORTED_SAMPLE_RATE,
-            f"{encoding} cannot be sent at {requested_hz} Hz; it takes {voice_rate_hz} Hz",
-        )
-    return voice_rate_hz
-
-
-@dataclass(frozen=True, slots=True)
-class SessionConfig:
-    voices: dict[str, int]  # voice name -> native sample rate in Hz
-    default_voice: str
-    encodings: frozenset[str]
-    default_encoding: str = "pcm_s16le"
-    # (encoding, requested rate or None, voice rate) -> output rate; raises ProtocolError
-    # (unsupported_sample_rate) for a rate the encoding cannot take.
-    resolve_rate_hz: Callable[[str, int | None, int], int] = native_rate_only
-    policy: SegmenterPolicy = field(default_factory=SegmenterPolicy)
-    immediate_send: bool = True
-    max_contexts: int = 8
-    max_text_chars: int = 10_000
-    max_buffered_chars: int = 50_000
-    max_jobs_in_flight: int = 2
-    max_errors: int = 100
-    ready_info: dict[str, Any] = field(default_factory=dict)  # extra fields for ``ready``
-
-
-@dataclass(frozen=True, slots=True)
-class SynthesisJob:
-    job_id: int
-    context: str
-    stream: int
-    segment: Segment
-    voice: str
-    speed: float
-    volume: float
-    pause_before: str  # what ended the text before this segment: word, clause, sentence, paragraph
-    first: bool  # the context's first segment: scheduled ahead of others
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    message: dict[str, Any]
-    stream: int | None = None
-    urgent: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Audio:
-    stream: int
-    segment: int
-    pcm: Any  # engine PCM (speakstream.audio.PcmChunk); opaque here
-
-
-@dataclass(frozen=True, slots=True)
-class OpenStream:
-    stream: int
-    context: str
-    encoding: str
-    sample_rate_hz: int  # what the client gets
-    voice_rate_hz: int  # what the engine makes
-
-
-@dataclass(frozen=True, slots=True)
-class CloseStream:
-    stream: int
-
-
-@dataclass(frozen=True, slots=True)
-class DropStream:
-    stream: int
-
-
-@dataclass(frozen=True, slots=True)
-class Synthesize:
-    job: SynthesisJob
-
-
-@dataclass(frozen=True, slots=True)
-class CancelJobs:
-    job_ids: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    code: CloseCode
-    reason: str
-
-
-Output = Send | Audio | OpenStream | CloseStream | DropStream | Synthesize | CancelJobs | Close
 
 
 @dataclass(slots=True)
@@ -156,37 +92,6 @@ class _Marker:
 
 
 @dataclass(slots=True)
-class _Metrics:
-    created_s: float
-    first_text_s: float | None = None
-    first_segment_s: float | None = None
-    first_audio_s: float | None = None
-    characters: int = 0
-    segments: int = 0
-    audio_ms: float = 0.0
-    synthesis_ms: float = 0.0
-    queue_ms: float = 0.0
-
-    def record(self, now_s: float) -> dict[str, Any]:
-        def since_first_text(t: float | None) -> float | None:
-            if t is None or self.first_text_s is None:
-                return None
-            return round(1000.0 * (t - self.first_text_s), 3)
-
-        return {
-            "ttfa_ms": since_first_text(self.first_audio_s),
-            "first_segment_ms": since_first_text(self.first_segment_s),
-            "synthesis_ms": round(self.synthesis_ms, 3),
-            "queue_ms": round(self.queue_ms, 3),
-            "audio_ms": round(self.audio_ms, 3),
-            "rtf": round(self.synthesis_ms / self.audio_ms, 4) if self.audio_ms else None,
-            "characters": self.characters,
-            "segments": self.segments,
-            "duration_ms": since_first_text(now_s),
-        }
-
-
-@dataclass(slots=True)
 class _Context:
     id: str
     stream: int
@@ -197,7 +102,7 @@ class _Context:
     volume: float
     immediate_send: bool
     segmenter: Segmenter
-    metrics: _Metrics
+    metrics: ContextMetrics
     pending: deque[_Job | _Marker] = field(default_factory=deque)
     unspoken_chars: int = 0  # received, not yet released as audio
     ending: bool = False
@@ -427,7 +332,7 @@ class Session:
             volume=1.0 if message.volume is None else message.volume,
             immediate_send=cfg.immediate_send,
             segmenter=Segmenter(policy),
-            metrics=_Metrics(created_s=now_s),
+            metrics=ContextMetrics(created_s=now_s),
         )
         self._next_stream += 1
         self._contexts[cid] = ctx

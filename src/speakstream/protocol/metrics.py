@@ -1,0 +1,37 @@
+"""The per-context metrics record, reported in ``done``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(slots=True)
+class ContextMetrics:
+    created_s: float
+    first_text_s: float | None = None
+    first_segment_s: float | None = None
+    first_audio_s: float | None = None
+    characters: int = 0
+    segments: int = 0
+    audio_ms: float = 0.0
+    synthesis_ms: float = 0.0
+    queue_ms: float = 0.0
+
+    def record(self, now_s: float) -> dict[str, Any]:
+        def since_first_text(t: float | None) -> float | None:
+            if t is None or self.first_text_s is None:
+                return None
+            return round(1000.0 * (t - self.first_text_s), 3)
+
+        return {
+            "ttfa_ms": since_first_text(self.first_audio_s),
+            "first_segment_ms": since_first_text(self.first_segment_s),
+            "synthesis_ms": round(self.synthesis_ms, 3),
+            "queue_ms": round(self.queue_ms, 3),
+            "audio_ms": round(self.audio_ms, 3),
+            "rtf": round(self.synthesis_ms / self.audio_ms, 4) if self.audio_ms else None,
+            "characters": self.characters,
+            "segments": self.segments,
+            "duration_ms": since_first_text(now_s),
+        }

@@ -1,0 +1,104 @@
+"""What the session is configured with and what it asks the driver to do (records only)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
+from speakstream.segmenter import Segment, SegmenterPolicy
+
+
+def native_rate_only(encoding: str, requested_hz: int | None, voice_rate_hz: int) -> int:
+    """The simplest format rule: any known encoding, at the voice's own rate only."""
+    if requested_hz not in (None, voice_rate_hz):
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_SAMPLE_RATE,
+            f"{encoding} cannot be sent at {requested_hz} Hz; it takes {voice_rate_hz} Hz",
+        )
+    return voice_rate_hz
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    voices: dict[str, int]  # voice name -> native sample rate in Hz
+    default_voice: str
+    encodings: frozenset[str]
+    default_encoding: str = "pcm_s16le"
+    # (encoding, requested rate or None, voice rate) -> output rate; raises ProtocolError
+    # (unsupported_sample_rate) for a rate the encoding cannot take.
+    resolve_rate_hz: Callable[[str, int | None, int], int] = native_rate_only
+    policy: SegmenterPolicy = field(default_factory=SegmenterPolicy)
+    immediate_send: bool = True
+    max_contexts: int = 8
+    max_text_chars: int = 10_000
+    max_buffered_chars: int = 50_000
+    max_jobs_in_flight: int = 2
+    max_errors: int = 100
+    ready_info: dict[str, Any] = field(default_factory=dict)  # extra fields for ``ready``
+
+
+@dataclass(frozen=True, slots=True)
+class SynthesisJob:
+    job_id: int
+    context: str
+    stream: int
+    segment: Segment
+    voice: str
+    speed: float
+    volume: float
+    pause_before: str  # what ended the text before this segment: word, clause, sentence, paragraph
+    first: bool  # the context's first segment: scheduled ahead of others
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    message: dict[str, Any]
+    stream: int | None = None
+    urgent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Audio:
+    stream: int
+    segment: int
+    pcm: Any  # engine PCM (speakstream.audio.PcmChunk); opaque here
+
+
+@dataclass(frozen=True, slots=True)
+class OpenStream:
+    stream: int
+    context: str
+    encoding: str
+    sample_rate_hz: int  # what the client gets
+    voice_rate_hz: int  # what the engine makes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseStream:
+    stream: int
+
+
+@dataclass(frozen=True, slots=True)
+class DropStream:
+    stream: int
+
+
+@dataclass(frozen=True, slots=True)
+class Synthesize:
+    job: SynthesisJob
+
+
+@dataclass(frozen=True, slots=True)
+class CancelJobs:
+    job_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: CloseCode
+    reason: str
+
+
+Output = Send | Audio | OpenStream | CloseStream | DropStream | Synthesize | CancelJobs | Close
