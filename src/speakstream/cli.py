@@ -1,4 +1,4 @@
-"""Command line: ``speakstream serve`` and ``speakstream bench`` (also ``python -m speakstream``)."""
+"""Command line: ``speakstream serve|say|stream|type|voices|bench`` (or ``python -m speakstream``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from speakstream import __version__
+from speakstream.cli_client import COMMANDS, add_client_commands, run_client_command
 from speakstream.config import KEYS, ConfigError, Settings, load_settings
 from speakstream.engines.base import EngineLoadError
 
@@ -47,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, default=None, help="TOML configuration file")
     _add_setting_flags(serve)
 
+    add_client_commands(commands)
+
     bench = commands.add_parser("bench", help="run the latency benchmark (see bench/README)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     bench.add_argument("--audio", action="store_true", help="the encoder benchmark instead")
@@ -77,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(_settings_from(args))
+        if args.command in COMMANDS:
+            return run_client_command(args)
         if args.command == "bench":
             if args.audio:
                 from speakstream.bench_audio import run_audio_bench

@@ -17,13 +17,15 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidStatus, InvalidURI
 
 from speakstream.protocol.frames import unpack_audio_frame
 from speakstream.protocol.messages import DEFAULT_CONTEXT
@@ -234,31 +236,83 @@ class Connection:
         await self.close()
 
 
-async def connect(
-    url: str = "ws://127.0.0.1:8000/v1/stream", *, open_timeout_s: float = 10.0
-) -> Connection:
-    """Connect and wait for ``ready``. Raises ``OSError`` with a hint if no server answers."""
+DEFAULT_URL = "ws://127.0.0.1:8000/v1/stream"
+
+
+class ConnectError(ConnectionError):
+    """No speakstream server could be reached at the URL; the message says what to do."""
+
+
+async def _open(url: str, open_timeout_s: float) -> Connection:
     try:
         ws = await websockets.connect(
             url, open_timeout=open_timeout_s, max_size=None, compression=None
         )
-    except OSError as exc:
-        raise OSError(
+    except InvalidURI:
+        raise ConnectError(
+            f"{url!r} is not a WebSocket URL; expected ws://HOST:PORT/v1/stream"
+        ) from None
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        if status in (401, 403) and urlsplit(url).path.rstrip("/").endswith("/v1/stream"):
+            raise ConnectError(
+                f"the server at {url} refused authentication (HTTP {status})"
+            ) from None
+        raise ConnectError(
+            f"no speakstream endpoint at {url} (HTTP {status}); the native protocol is at "
+            "ws://HOST:PORT/v1/stream"
+        ) from None
+    except (OSError, TimeoutError) as exc:
+        raise ConnectError(
             f"cannot reach a speakstream server at {url} ({exc}); start one with "
             "'python -m speakstream serve'"
-        ) from exc
+        ) from None
     raw = await ws.recv()
     ready = json.loads(raw)
     if ready.get("type") != "ready":
         await ws.close()
         if ready.get("type") == "error":
             raise ServerError(ready)
-        raise ConnectionError(f"unexpected greeting: {raw!r}")
+        raise ConnectError(f"unexpected greeting from {url}: {raw!r}")
     return Connection(ws, ready)
 
 
+class _Connector:
+    """What ``connect`` returns: await it, or use it with ``async with``."""
+
+    def __init__(self, url: str, open_timeout_s: float) -> None:
+        self._url = url
+        self._open_timeout_s = open_timeout_s
+        self._conn: Connection | None = None
+
+    def __await__(self) -> Generator[Any, None, Connection]:
+        return _open(self._url, self._open_timeout_s).__await__()
+
+    async def __aenter__(self) -> Connection:
+        self._conn = await _open(self._url, self._open_timeout_s)
+        return self._conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+
+def connect(url: str = DEFAULT_URL, *, open_timeout_s: float = 10.0) -> _Connector:
+    """Connect and wait for ``ready``: ``async with connect(url) as conn:`` or
+    ``conn = await connect(url)``. Raises ``ConnectError`` (with what to do) when no
+    server answers, the URL is wrong or authentication is refused."""
+    return _Connector(url, open_timeout_s)
+
+
 __all__ = [
+    "DEFAULT_URL",
     "AudioChunk",
+    "ConnectError",
     "Connection",
     "ConnectionClosed",
     "Context",

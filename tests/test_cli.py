@@ -1,0 +1,216 @@
+"""The command-line tools, each run as a subprocess against a real server with Piper."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import sys
+import wave
+from pathlib import Path
+
+import av
+import pytest
+
+from speakstream.engines import Engine
+from tests.conftest import RunningServer, running_server
+
+pytestmark = pytest.mark.timeout(180)
+
+MEASURE_RSS = (
+    "import resource, sys\n"
+    "from speakstream.cli import main\n"
+    "code = main(sys.argv[2:])\n"
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+    "sys.exit(code)\n"
+)
+
+
+async def cli(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "speakstream",
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin), 150)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def reported_audio_s(stderr: str) -> float:
+    match = re.search(r"([\d.]+) s of audio", stderr)
+    assert match, stderr
+    return float(match.group(1))
+
+
+def decoded_s(path: Path) -> float:
+    with av.open(io.BytesIO(path.read_bytes())) as container:
+        stream = container.streams.audio[0]
+        return sum(f.samples for f in container.decode(stream)) / stream.rate
+
+
+@pytest.fixture
+async def server(piper_engine: Engine) -> RunningServer:
+    async with running_server(piper_engine) as srv:
+        yield srv  # type: ignore[misc]
+
+
+async def test_say_writes_a_wav_file_of_the_right_duration(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.wav"
+    code, _, err = await cli(
+        "say", "Hello there, this is the command line.", "-o", str(out), "--url", server.stream_url
+    )
+    assert code == 0, err
+    with wave.open(str(out)) as wav:  # sizes fixed up: the stdlib reader accepts it
+        seconds = wav.getnframes() / wav.getframerate()
+        assert wav.getframerate() == 22050 and wav.getnchannels() == 1
+    assert seconds == pytest.approx(reported_audio_s(err), rel=0.02)
+    assert not (tmp_path / "out.wav.part").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"), [("out.ogg", []), ("out.mp3", []), ("x.bin", ["--format", "opus"])]
+)
+async def test_say_other_formats(
+    server: RunningServer, tmp_path: Path, name: str, extra: list[str]
+) -> None:
+    out = tmp_path / name
+    text = "A longer sentence, so that the codec delay is small against the whole. And one more."
+    code, _, err = await cli("say", text, "-o", str(out), "--url", server.stream_url, *extra)
+    assert code == 0, err
+    assert decoded_s(out) == pytest.approx(reported_audio_s(err), rel=0.02)
+
+
+async def test_stream_a_20000_character_text_with_flat_memory(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    sentence = "The quick brown fox jumps over the lazy dog. "
+    big = tmp_path / "big.txt"
+    big.write_text((sentence * (20_000 // len(sentence) + 1))[:20_000])
+    small = tmp_path / "small.txt"
+    small.write_text((sentence * 50)[:2_000])
+    rss_kb = {}
+    for source in (small, big):
+        out = tmp_path / f"{source.stem}.ulaw"
+        rss_file = tmp_path / f"{source.stem}.rss"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            MEASURE_RSS,
+            str(rss_file),
+            "stream",
+            str(source),
+            "-o",
+            str(out),
+            "--speed",
+            "4",
+            "--url",
+            server.stream_url,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 170)
+        assert proc.returncode == 0, err.decode()
+        assert "sent 20000 chars" in err.decode() or source is small  # progress line
+        seconds = out.stat().st_size / 8000  # mu-law: one byte per sample at 8 kHz
+        assert seconds == pytest.approx(reported_audio_s(err.decode()), rel=0.02)
+        rss_kb[source.stem] = int(rss_file.read_text())
+    # ten times the text, about the same peak memory
+    assert rss_kb["big"] - rss_kb["small"] < 20_000, rss_kb
+
+
+async def test_stream_reads_standard_input(server: RunningServer, tmp_path: Path) -> None:
+    out = tmp_path / "piped.wav"
+    code, _, err = await cli(
+        "stream",
+        "-",
+        "-o",
+        str(out),
+        "--quiet",
+        "--url",
+        server.stream_url,
+        stdin=b"Piped in. Spoken out.",
+    )
+    assert code == 0, err
+    assert decoded_s(out) == pytest.approx(reported_audio_s(err), rel=0.02)
+
+
+async def test_type_reports_first_audio_and_segments(server: RunningServer, tmp_path: Path) -> None:
+    out = tmp_path / "typed.wav"
+    code, _, err = await cli(
+        "type",
+        "Hello there, typing is fun.",
+        "--cps",
+        "40",
+        "-o",
+        str(out),
+        "--url",
+        server.stream_url,
+    )
+    assert code == 0, err
+    assert "first audio" in err and "segment 0: 'Hello '" in err
+    assert re.search(r"time to first audio: \d+ ms", err)
+    assert decoded_s(out) > 0.5
+    code, _, err = await cli(
+        "type", "Tokens like an LLM would send them.", "--tps", "30", "--url", server.stream_url
+    )
+    assert code == 0 and "LLM at 30 tokens/s" in err
+
+
+async def test_voices_lists_the_bundled_voice(server: RunningServer) -> None:
+    code, out, _ = await cli("voices", "--url", server.stream_url)
+    assert code == 0
+    assert "en_US-joe-medium" in out and "opus" in out
+
+
+async def test_errors_say_what_to_do(server: RunningServer, tmp_path: Path) -> None:
+    out = str(tmp_path / "x.wav")
+    code, _, err = await cli("say", "Hi", "-o", out, "--url", "ws://127.0.0.1:9/v1/stream")
+    assert code == 1 and "python -m speakstream serve" in err
+    code, _, err = await cli("say", "Hi", "-o", out, "--url", server.url + "/nothing-here")
+    assert code == 1 and "no speakstream endpoint" in err and "/v1/stream" in err
+    code, _, err = await cli(
+        "say", "Hi", "-o", out, "--voice", "nobody", "--url", server.stream_url
+    )
+    assert code == 1 and "unknown_voice" in err and "en_US-joe-medium" in err
+    assert not Path(out).exists()  # nothing half-written
+    code, _, err = await cli(
+        "say", "Hi", "-o", str(tmp_path / "x.flac"), "--url", server.stream_url
+    )
+    assert code == 1 and "cannot tell the format" in err
+    code, _, err = await cli(
+        "say", "Hi", "-o", out, "--format", "opus", "--rate", "22050", "--url", server.stream_url
+    )
+    assert code == 1 and "unsupported_sample_rate" in err
+    code, _, err = await cli(
+        "stream", str(tmp_path / "missing.txt"), "-o", out, "--url", server.stream_url
+    )
+    assert code == 1 and "no such file" in err
+
+
+async def test_sync_wrapper(server: RunningServer, tmp_path: Path) -> None:
+    from speakstream.client.sync import save, speak
+
+    def run() -> None:
+        speech = speak("Synchronous and simple.", url=server.stream_url)
+        assert speech.encoding == "pcm_s16le" and speech.sample_rate_hz == 22050
+        assert len(speech.audio) / 2 / 22050 == pytest.approx(
+            speech.metrics["audio_ms"] / 1000, rel=0.01
+        )
+        saved = save("Into a file.", tmp_path / "sync.ogg", url=server.stream_url)
+        assert saved.encoding == "opus" and (tmp_path / "sync.ogg").stat().st_size > 0
+
+    await asyncio.to_thread(run)  # the server runs in this test's event loop
+
+
+async def test_top_level_connect_is_an_async_context_manager(server: RunningServer) -> None:
+    import speakstream
+
+    async with speakstream.connect(server.stream_url) as conn:
+        assert conn.ready["type"] == "ready"
