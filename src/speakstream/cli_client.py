@@ -16,7 +16,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import IO, Any
 
@@ -223,6 +223,21 @@ async def _drain(ctx: Context, sink: AudioSink, on_item: Any = None) -> dict[str
     raise CommandError("the server ended the context without `done`")
 
 
+async def _send_while_draining(
+    sending: Coroutine[Any, Any, None], ctx: Context, sink: AudioSink, on_item: Any
+) -> dict[str, Any]:
+    """Send text (``sending``) while the audio comes back; the sender never outlives this."""
+    sender = asyncio.create_task(sending)
+    try:
+        metrics = await _drain(ctx, sink, on_item)
+        await sender
+        return metrics
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+
+
 def _describe(args: argparse.Namespace, sink: AudioSink, metrics: dict[str, Any]) -> str:
     where = f" to {args.output}" if args.output else ""
     return (
@@ -286,12 +301,7 @@ async def stream(args: argparse.Namespace) -> int:
                 sent += len(piece)
             await ctx.end()
 
-        sender = asyncio.create_task(send_all())
-        try:
-            metrics = await _drain(ctx, sink, progress)
-            await sender
-        finally:
-            sender.cancel()
+        metrics = await _send_while_draining(send_all(), ctx, sink, progress)
     if not args.quiet:
         print(file=sys.stderr)
     print(_describe(args, sink, metrics), file=sys.stderr)
@@ -351,12 +361,7 @@ async def type_(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
 
-        typist = asyncio.create_task(type_all())
-        try:
-            metrics = await _drain(ctx, sink, report)
-            await typist
-        finally:
-            typist.cancel()
+        metrics = await _send_while_draining(type_all(), ctx, sink, report)
     print(
         f"time to first audio: {metrics['ttfa_ms']:.0f} ms (server-side), "
         + _describe(args, sink, metrics),
