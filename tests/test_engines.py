@@ -20,7 +20,7 @@ def test_piper_capabilities(piper_engine: Engine) -> None:
     assert caps.default_voice == "en_US-joe-medium"
     voice = caps.voice("en_US-joe-medium")
     assert voice is not None and voice.sample_rate_hz == 22050
-    assert caps.streams_within_sentence is False and caps.word_timings is False
+    assert caps.streams_within_sentence is False and caps.word_timings is True
 
 
 def test_piper_speaks(piper_engine: Engine) -> None:

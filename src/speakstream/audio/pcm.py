@@ -11,11 +11,33 @@ FloatArray = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)
+class WordTiming:
+    """A word of the segment's text spoken in a chunk: character offsets into the segment
+    text, and milliseconds from the start of the chunk."""
+
+    start_char: int
+    end_char: int
+    start_ms: float
+    duration_ms: float
+
+    @property
+    def end_ms(self) -> float:
+        return self.start_ms + self.duration_ms
+
+    def shifted(self, by_ms: float, limit_ms: float) -> WordTiming:
+        start = min(max(0.0, self.start_ms + by_ms), limit_ms)
+        end = min(max(start, self.end_ms + by_ms), limit_ms)
+        return WordTiming(self.start_char, self.end_char, start, end - start)
+
+
+@dataclass(frozen=True, slots=True)
 class PcmChunk:
-    """Mono float32 samples in [-1, 1] at ``sample_rate_hz``."""
+    """Mono float32 samples in [-1, 1] at ``sample_rate_hz``; ``words`` when the engine
+    knows which words of the segment this audio speaks (and when)."""
 
     samples: FloatArray
     sample_rate_hz: int
+    words: tuple[WordTiming, ...] = ()
 
     def __post_init__(self) -> None:
         if self.samples.dtype != np.float32 or self.samples.ndim != 1:

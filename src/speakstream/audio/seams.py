@@ -40,13 +40,14 @@ DEFAULT_PAUSES_MS: dict[str, float] = {
 }
 
 
-def _trim(samples: FloatArray, rate_hz: int, policy: SeamPolicy) -> FloatArray:
+def _trim(samples: FloatArray, rate_hz: int, policy: SeamPolicy) -> tuple[FloatArray, int]:
+    """The samples without the engine's edge silence, and how many were cut from the front."""
     loud = np.flatnonzero(np.abs(samples) >= policy.silence_threshold)
     if loud.size == 0:
-        return samples[:0]
+        return samples[:0], samples.size
     start = max(0, int(loud[0]) - int(policy.keep_before_ms * rate_hz / 1000))
     end = min(samples.size, int(loud[-1]) + 1 + int(policy.keep_after_ms * rate_hz / 1000))
-    return samples[start:end]
+    return samples[start:end], start
 
 
 def _fade(samples: FloatArray, rate_hz: int, fade_ms: float) -> FloatArray:
@@ -73,15 +74,20 @@ def shape_chunks(
         samples = chunk.samples.astype(np.float32, copy=True)
         if samples.size:
             samples -= np.float32(samples.mean())
+        cut_front = 0
         if policy.trim_silence:
-            samples = _trim(samples, rate, policy)
+            samples, cut_front = _trim(samples, rate, policy)
         samples = _fade(samples, rate, policy.fade_ms)
         if volume != 1.0:
             samples = np.clip(samples * np.float32(volume), -1.0, 1.0).astype(np.float32)
         pause_ms = policy.pause_for(boundary) if policy.trim_silence else 0.0
-        if pause_ms:
-            silence = np.zeros(int(pause_ms * rate / 1000), dtype=np.float32)
-            samples = np.concatenate([silence, samples])
+        pause_samples = int(pause_ms * rate / 1000)
+        if pause_samples:
+            samples = np.concatenate([np.zeros(pause_samples, dtype=np.float32), samples])
         boundary = "sentence"  # the engine's next chunk is its next sentence
         if samples.size:
-            yield PcmChunk(np.ascontiguousarray(samples, dtype=np.float32), rate)
+            # Word timings follow the audio: minus what was trimmed, plus the pause.
+            shift_ms = 1000.0 * (pause_samples - cut_front) / rate
+            limit_ms = 1000.0 * samples.size / rate
+            words = tuple(w.shifted(shift_ms, limit_ms) for w in chunk.words)
+            yield PcmChunk(np.ascontiguousarray(samples, dtype=np.float32), rate, words)

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from speakstream.audio.pcm import PcmChunk
+from speakstream.audio.pcm import PcmChunk, WordTiming
+from speakstream.engines.alignment import WordAligner
 from speakstream.engines.base import (
     EngineCapabilities,
     EngineLoadError,
@@ -99,6 +100,19 @@ class _LoadedVoice:
             str(config_dict.get("language", {}).get("code", "")) or self.config.espeak_voice
         )
 
+        model: str | bytes = str(files.model_path)
+        self.word_timings = False
+        try:  # expose per-phoneme durations: a patched copy in memory, the file untouched
+            import onnx
+            from piper.patch_voice_with_alignment import add_alignment_output
+
+            proto = onnx.load(str(files.model_path))
+            add_alignment_output(proto)
+            model = proto.SerializeToString()
+            self.word_timings = True
+        except (ImportError, ValueError) as exc:
+            _LOGGER.warning("no word timings for %s: %s", files.name, exc)
+
         def session(intra_threads: int) -> Any:
             opts = onnxruntime.SessionOptions()
             opts.intra_op_num_threads = intra_threads
@@ -107,7 +121,7 @@ class _LoadedVoice:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             opts.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
             return onnxruntime.InferenceSession(
-                str(files.model_path), sess_options=opts, providers=["CPUExecutionProvider"]
+                model, sess_options=opts, providers=["CPUExecutionProvider"]
             )
 
         self.latency_voice = PiperVoice(session=session(threads), config=self.config)
@@ -116,6 +130,15 @@ class _LoadedVoice:
             if threads == 1
             else PiperVoice(session=session(1), config=self.config)
         )
+
+
+def _count_spoken_words(voice: Any, token: str) -> int:
+    """How many spoken words espeak makes of one text token ("$29.95": 6, "—": 0)."""
+    count = 0
+    for sentence in voice.phonemize(token):
+        words = "".join(sentence).split(" ")
+        count += sum(1 for word in words if any(ch.isalpha() for ch in word))
+    return count
 
 
 class PiperEngine:
@@ -146,7 +169,7 @@ class PiperEngine:
             ),
             default_voice=default,
             streams_within_sentence=False,
-            word_timings=False,
+            word_timings=all(v.word_timings for v in self._voices.values()),
         )
         # Warm both sessions so the first client does not pay for ONNX Runtime's first run.
         for loaded in self._voices.values():
@@ -176,9 +199,18 @@ class PiperEngine:
                 length_scale=loaded.config.length_scale / options.speed,
                 normalize_audio=False,  # per-segment normalization would make loudness jump
             )
-            for chunk in piper_voice.synthesize(text.strip(), syn_config=syn):
+            aligner = WordAligner(text, lambda token: _count_spoken_words(piper_voice, token))
+            sentences = sum(1 for sentence in piper_voice.phonemize(text) if sentence)
+            chunks = piper_voice.synthesize(
+                text, syn_config=syn, include_alignments=loaded.word_timings
+            )
+            for index, chunk in enumerate(chunks):
                 samples = np.ascontiguousarray(chunk.audio_float_array, dtype=np.float32)
-                yield PcmChunk(samples, chunk.sample_rate)
+                words: tuple[WordTiming, ...] = ()
+                if chunk.phoneme_alignments:
+                    phonemes = [(a.phoneme, int(a.num_samples)) for a in chunk.phoneme_alignments]
+                    words = aligner.align(phonemes, chunk.sample_rate, last=index >= sentences - 1)
+                yield PcmChunk(samples, chunk.sample_rate, words)
         finally:
             with self._active_lock:
                 self._active -= 1

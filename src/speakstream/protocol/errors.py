@@ -19,6 +19,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_VOICE = "unknown_voice"
     UNSUPPORTED_ENCODING = "unsupported_encoding"
     UNSUPPORTED_SAMPLE_RATE = "unsupported_sample_rate"
+    ALIGNMENT_UNSUPPORTED = "alignment_unsupported"
     UNKNOWN_CONTEXT = "unknown_context"
     CONTEXT_EXISTS = "context_exists"
     CONTEXT_ENDED = "context_ended"

@@ -29,6 +29,7 @@ class StartMessage:
     chunk_size: int | None = None
     streaming_threshold_ms: int | None = None
     preemptive_generation: bool | None = None
+    alignment: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,7 @@ _FIELDS: dict[str, frozenset[str]] = {
         "chunk_size",
         "streaming_threshold_ms",
         "preemptive_generation",
+        "alignment",
     },
     "text": _COMMON_FIELDS | {"text"},
     "flush": _COMMON_FIELDS,
@@ -189,6 +191,7 @@ def parse_client_message(raw: str) -> ClientMessage:
         chunk_size=_optional_int(obj, "chunk_size", context, 1, 5000),
         streaming_threshold_ms=_optional_int(obj, "streaming_threshold_ms", context, 1, 60_000),
         preemptive_generation=_optional_bool(obj, "preemptive_generation", context),
+        alignment=_optional_bool(obj, "alignment", context),
     )
 
 

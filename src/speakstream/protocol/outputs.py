@@ -29,6 +29,7 @@ class SessionConfig:
     # (encoding, requested rate or None, voice rate) -> output rate; raises ProtocolError
     # (unsupported_sample_rate) for a rate the encoding cannot take.
     resolve_rate_hz: Callable[[str, int | None, int], int] = native_rate_only
+    word_timings: bool = False  # the engine reports word timings: `alignment` may be asked
     policy: SegmenterPolicy = field(default_factory=SegmenterPolicy)
     immediate_send: bool = True
     max_contexts: int = 8

@@ -22,6 +22,7 @@ bounds the audio held for reordering.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,7 @@ from speakstream.protocol.outputs import (
     Synthesize,
     native_rate_only,
 )
+from speakstream.protocol.timeline import SpokenTimeline, Timed
 from speakstream.segmenter import Segment, Segmenter, SegmenterPolicy, boundary_after
 
 __all__ = [
@@ -80,7 +82,7 @@ class _Job:
     dispatched: bool = False
     done: bool = False
     error: ProtocolError | None = None
-    chunks: list[Any] = field(default_factory=list)  # audio not yet released
+    chunks: list[tuple[Any, float, Sequence[Timed]]] = field(default_factory=list)  # unreleased
     queue_ms: float | None = None
     first_chunk_ms: float | None = None
     announced: bool = False
@@ -103,6 +105,8 @@ class _Context:
     immediate_send: bool
     segmenter: Segmenter
     metrics: ContextMetrics
+    alignment: bool = False
+    timeline: SpokenTimeline = field(default_factory=SpokenTimeline)
     pending: deque[_Job | _Marker] = field(default_factory=deque)
     unspoken_chars: int = 0  # received, not yet released as audio
     ending: bool = False
@@ -114,6 +118,8 @@ class Session:
         self.config = config
         self._contexts: dict[str, _Context] = {}
         self._recent: OrderedDict[str, int] = OrderedDict()  # finished context -> its stream
+        # finished contexts whose audio a client may still be playing: for cancel's split
+        self._finished: OrderedDict[str, SpokenTimeline] = OrderedDict()
         self._jobs: dict[int, _Job] = {}
         self._dispatch_queue: deque[_Job] = deque()
         self._in_flight = 0
@@ -205,13 +211,21 @@ class Session:
             job.queue_ms = queue_ms
             job.first_chunk_ms = first_chunk_ms
 
-    def job_audio(self, job_id: int, pcm: Any, duration_ms: float, now_s: float) -> list[Output]:
+    def job_audio(
+        self,
+        job_id: int,
+        pcm: Any,
+        duration_ms: float,
+        now_s: float,
+        words: Sequence[Timed] = (),
+    ) -> list[Output]:
+        """A chunk of a job's audio; ``words``: its word timings, if the engine has them."""
         out: list[Output] = []
         job = self._jobs.get(job_id)
         if job is None or job.done:
             return out  # cancelled, timed out or finished: late audio is discarded
         ctx = self._contexts[job.spec.context]
-        job.chunks.append(pcm)
+        job.chunks.append((pcm, duration_ms, words))
         ctx.metrics.audio_ms += duration_ms
         self._release(ctx, now_s, out)
         return out
@@ -300,6 +314,12 @@ class Session:
                 f"unsupported encoding {encoding!r}; supported: {', '.join(sorted(cfg.encodings))}",
                 cid,
             )
+        if message.alignment and not cfg.word_timings:
+            raise ProtocolError(
+                ErrorCode.ALIGNMENT_UNSUPPORTED,
+                "this engine reports no word timings ('ready' says capabilities.alignment)",
+                cid,
+            )
         native_hz = cfg.voices[voice]
         try:
             rate_hz = cfg.resolve_rate_hz(encoding, message.sample_rate_hz, native_hz)
@@ -333,10 +353,12 @@ class Session:
             immediate_send=cfg.immediate_send,
             segmenter=Segmenter(policy),
             metrics=ContextMetrics(created_s=now_s),
+            alignment=bool(message.alignment),
         )
         self._next_stream += 1
         self._contexts[cid] = ctx
         self._recent.pop(cid, None)
+        self._finished.pop(cid, None)
         out.append(OpenStream(ctx.stream, cid, encoding, rate_hz, native_hz))
         return ctx
 
@@ -379,6 +401,7 @@ class Session:
             ctx.metrics.first_text_s = now_s
         ctx.metrics.characters += len(message.text)
         ctx.unspoken_chars += len(message.text)
+        ctx.timeline.add_text(message.text)
         self._enqueue(ctx, ctx.segmenter.push(message.text, now_s), now_s)
 
     def _existing(self, cid: str) -> _Context:
@@ -410,7 +433,8 @@ class Session:
             if stream is None:
                 raise ProtocolError(ErrorCode.UNKNOWN_CONTEXT, f"no context {cid!r} to cancel", cid)
             out.append(DropStream(stream))
-            out.append(Send(server_message("cancelled", context=cid), urgent=True))
+            split = self._split(self._finished.get(cid), message.played_ms)
+            out.append(Send(server_message("cancelled", context=cid, **split), urgent=True))
             return
         dispatched: list[int] = []
         for item in ctx.pending:
@@ -426,7 +450,14 @@ class Session:
         out.append(DropStream(ctx.stream))
         if dispatched:
             out.append(CancelJobs(tuple(dispatched)))
-        out.append(Send(server_message("cancelled", context=cid), urgent=True))
+        split = self._split(ctx.timeline, message.played_ms)
+        out.append(Send(server_message("cancelled", context=cid, **split), urgent=True))
+
+    @staticmethod
+    def _split(timeline: SpokenTimeline | None, played_ms: float | None) -> dict[str, Any]:
+        if timeline is None or played_ms is None:
+            return {}
+        return timeline.split_at(played_ms)
 
     # --- ordering and dispatch ------------------------------------------------------------
 
@@ -487,7 +518,19 @@ class Session:
             if head.chunks:
                 if ctx.metrics.first_audio_s is None:
                     ctx.metrics.first_audio_s = now_s
-                out.extend(Audio(ctx.stream, head.spec.segment.index, pcm) for pcm in head.chunks)
+                seg = head.spec.segment
+                for pcm, duration_ms, words in head.chunks:
+                    spoken = ctx.timeline.add_audio(seg.start, seg.end, duration_ms, words)
+                    if ctx.alignment and spoken:
+                        alignment = server_message(
+                            "alignment",
+                            context=ctx.id,
+                            seq=seg.index,
+                            words=spoken,
+                            chars=SpokenTimeline.characters(spoken),
+                        )
+                        out.append(Send(alignment, ctx.stream))
+                    out.append(Audio(ctx.stream, seg.index, pcm))
                 head.chunks.clear()
             if not head.done:
                 return
@@ -523,3 +566,7 @@ class Session:
         out.append(Send(done, ctx.stream))
         del self._contexts[ctx.id]
         self._remember(ctx.id, ctx.stream)
+        self._finished[ctx.id] = ctx.timeline
+        self._finished.move_to_end(ctx.id)
+        while len(self._finished) > self.config.max_contexts:
+            self._finished.popitem(last=False)

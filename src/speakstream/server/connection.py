@@ -350,7 +350,7 @@ class Connection:
                         session.job_timing(job.job_id, 1000 * clock.queue_s, 1000 * first_chunk_s)
                     now_s = time.monotonic()
                     await self._handle_all(
-                        session.job_audio(job.job_id, chunk, chunk.duration_ms, now_s)
+                        session.job_audio(job.job_id, chunk, chunk.duration_ms, now_s, chunk.words)
                     )
             return session.job_finished(
                 job.job_id, clock.synthesis_s, clock.queue_s, time.monotonic()

@@ -97,6 +97,7 @@ class Runtime:
             encodings=frozenset(ENCODINGS),
             default_encoding=encoding,
             resolve_rate_hz=session_rate_hz,
+            word_timings=caps.word_timings,
             policy=segmenter_policy(settings),
             immediate_send=settings.immediate_send,
             max_contexts=settings.max_contexts,
@@ -126,7 +127,7 @@ class Runtime:
                     },
                     "streams_within_sentence": caps.streams_within_sentence,
                     "word_timings": caps.word_timings,
-                    "alignment": False,
+                    "alignment": caps.word_timings,
                 },
                 "server_limits": {
                     "max_message_bytes": settings.max_message_bytes,

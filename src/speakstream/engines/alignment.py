@@ -1,0 +1,94 @@
+"""Word timings from phoneme timings: which words of the text each stretch of audio says.
+
+Piper reports, per sentence it synthesizes, how many samples each phoneme lasts. Phonemes
+come grouped in words (separated by a space phoneme), but not one group per word of the
+text: "$29.95" is six spoken words, "a.m." one, "—" none. So each text token is first
+phonemized alone to learn how many spoken words it becomes, and tokens then take that many
+phoneme words in order. Where espeak's context changes the count, the chunk's tokens share
+its words in proportion. Offsets are into the text as given, never a normalized copy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from speakstream.audio.pcm import WordTiming
+
+_TOKEN = re.compile(r"\S+")
+_PAUSE_PHONEMES = frozenset(",.!?;:—…-\"'()")
+_BOUNDARY_PHONEMES = frozenset("^$_")
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenWord:
+    start_sample: int
+    end_sample: int
+
+
+def spoken_words(phonemes: Sequence[tuple[str, int]]) -> list[SpokenWord]:
+    """Group (phoneme, samples) into spoken words; pauses and edges are not word time."""
+    words: list[SpokenWord] = []
+    position = 0
+    start: int | None = None
+    end = 0
+    for phoneme, samples in phonemes:
+        if phoneme == " ":
+            if start is not None:
+                words.append(SpokenWord(start, end))
+                start = None
+        elif phoneme not in _PAUSE_PHONEMES and phoneme not in _BOUNDARY_PHONEMES:
+            if start is None:
+                start = position
+            end = position + samples
+        position += samples
+    if start is not None:
+        words.append(SpokenWord(start, end))
+    return words
+
+
+class WordAligner:
+    """Maps a segment's tokens onto the spoken words of its chunks, chunk by chunk."""
+
+    def __init__(self, text: str, count_words: Callable[[str], int]) -> None:
+        self.tokens = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
+        self.expected = [count_words(text[s:e]) for s, e in self.tokens]
+        self._next = 0
+
+    def align(
+        self, phonemes: Sequence[tuple[str, int]], sample_rate_hz: int, last: bool
+    ) -> tuple[WordTiming, ...]:
+        spoken = spoken_words(phonemes)
+        first = self._next
+        if last:
+            end = len(self.tokens)
+        else:
+            end, words = first, 0
+            while end < len(self.tokens) and words < len(spoken):
+                words += self.expected[end]
+                end += 1
+            # tokens that speak no word (dashes, stray symbols) go with the words before them
+            while end < len(self.tokens) and self.expected[end] == 0:
+                end += 1
+        self._next = end
+        tokens = range(first, end)
+        if not spoken or not tokens:
+            return ()
+        wanted = sum(self.expected[i] for i in tokens)
+        scale = len(spoken) / wanted if wanted else 0.0
+        timings: list[WordTiming] = []
+        taken = 0.0
+        ms_per_sample = 1000.0 / sample_rate_hz
+        for i in tokens:
+            lo = round(taken)
+            taken += self.expected[i] * scale
+            hi = max(lo, round(taken))
+            if hi > lo:
+                start = spoken[min(lo, len(spoken) - 1)].start_sample
+                stop = spoken[min(hi, len(spoken)) - 1].end_sample
+            else:  # speaks nothing: a zero-length word where it stands
+                start = stop = spoken[min(lo, len(spoken) - 1)].start_sample
+            s, e = self.tokens[i]
+            timings.append(WordTiming(s, e, start * ms_per_sample, (stop - start) * ms_per_sample))
+        return tuple(timings)
