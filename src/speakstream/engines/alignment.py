@@ -77,18 +77,29 @@ class WordAligner:
             return ()
         wanted = sum(self.expected[i] for i in tokens)
         scale = len(spoken) / wanted if wanted else 0.0
+        ms_per_sample = 1000.0 / sample_rate_hz
+
+        def at(position: float) -> float:
+            """Sample at a fractional spoken-word position (exact at whole words)."""
+            if position >= len(spoken):
+                return float(spoken[-1].end_sample)
+            word = spoken[int(position)]
+            return word.start_sample + (position - int(position)) * (
+                word.end_sample - word.start_sample
+            )
+
         timings: list[WordTiming] = []
         taken = 0.0
-        ms_per_sample = 1000.0 / sample_rate_hz
         for i in tokens:
-            lo = round(taken)
+            start = at(taken)
             taken += self.expected[i] * scale
-            hi = max(lo, round(taken))
-            if hi > lo:
-                start = spoken[min(lo, len(spoken) - 1)].start_sample
-                stop = spoken[min(hi, len(spoken)) - 1].end_sample
-            else:  # speaks nothing: a zero-length word where it stands
-                start = stop = spoken[min(lo, len(spoken) - 1)].start_sample
+            # a whole number of words ends at its last word's end, not the next one's start
+            stop = (
+                spoken[round(taken) - 1].end_sample
+                if taken == round(taken) and taken
+                else at(taken)
+            )
+            stop = max(start, stop)
             s, e = self.tokens[i]
             timings.append(WordTiming(s, e, start * ms_per_sample, (stop - start) * ms_per_sample))
         return tuple(timings)
