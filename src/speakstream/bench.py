@@ -377,6 +377,43 @@ def print_report(results: dict[str, Any]) -> None:
         print(f"  {name:<18} " + "  ".join(f"{k} x{v}" for k, v in ratio.items()))
 
 
+SCENARIO_NAMES = {
+    "typing_12cps": "typing, 12 chars/s",
+    "llm_30tps": "LLM tokens, 30/s",
+    "paragraph": "paragraph, one message",
+    "four_clients_llm": "4 clients at once, LLM tokens",
+}
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """The README's table, from a results file (``speakstream bench --table FILE``)."""
+    floor = results["engine_floor_ms"]
+
+    def trio(p: dict[str, float]) -> str:
+        return f"{p['p50']} / {p['p95']} / {p['p99']}"
+
+    lines = [
+        "Engine floor (the first segment synthesized in-process, no server, time to its "
+        f"first audio): **p50 {floor['all']['p50']} ms**, p95 {floor['all']['p95']}, p99 "
+        f"{floor['all']['p99']} back to back; p50 {floor['after_idle']['p50']}, p95 "
+        f"{floor['after_idle']['p95']}, p99 {floor['after_idle']['p99']} after 0.3 s idle.",
+        "",
+        "| scenario | mode | first audio after first text, p50 / p95 / p99 ms | after the "
+        "completing message | overhead over the server's own engine time | overhead over "
+        "warm floor (p50) | last audio (p50) | worst underrun (p95) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, label in SCENARIO_NAMES.items():
+        for mode in ("concurrent", "sequential"):
+            m = results["modes"][mode][name]
+            lines.append(
+                f"| {label} | {mode} | {trio(m['ttfa_ms'])} | {trio(m['ttfa_from_trigger_ms'])} "
+                f"| {trio(m['overhead_over_own_engine_time_ms'])} | {m['overhead_over_floor_ms']['p50']} "
+                f"| {m['total_ms']['p50']} | {m['underrun_ms']['p95']} |"
+            )
+    return "\n".join(lines)
+
+
 def run_bench(quick: bool = False, output: Path | None = None) -> int:
     trials = 4 if quick else 24
     results = asyncio.run(bench_async(trials))

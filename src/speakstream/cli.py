@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="run the latency benchmark (see bench/README)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     bench.add_argument("--audio", action="store_true", help="the encoder benchmark instead")
+    bench.add_argument("--table", type=Path, help="print the README table of a results file")
     bench.add_argument("--output", type=Path, default=None, help="results JSON file")
     return parser
 
@@ -83,6 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in COMMANDS:
             return run_client_command(args)
         if args.command == "bench":
+            if args.table:
+                import json
+
+                from speakstream.bench import markdown_table
+
+                print(markdown_table(json.loads(args.table.read_text())))
+                return 0
             if args.audio:
                 from speakstream.bench_audio import run_audio_bench
 
