@@ -6,12 +6,14 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import FileResponse, JSONResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from speakstream.config import Settings
@@ -51,6 +53,14 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         await Connection(websocket, runtime).serve()
     finally:
         runtime.connections -= 1
+
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+async def index(request: Request) -> FileResponse:
+    """The type-and-hear page (plain ES modules, no build step)."""
+    return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 async def health(request: Request) -> JSONResponse:
@@ -99,6 +109,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         routes=[
             WebSocketRoute("/v1/stream", stream_endpoint),
             Route("/healthz", health),
+            Route("/", index),
+            Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"),
         ],
         lifespan=lifespan,
     )
