@@ -9,13 +9,19 @@ from speakstream.server.outbox import Item, Outbox
 pytestmark = pytest.mark.timeout(10)
 
 
+async def settle() -> None:
+    """Let every task that can run, run: nothing else could make a waiter proceed."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
 async def test_room_is_waited_for_separately_and_put_never_blocks() -> None:
     box = Outbox(ordered_size=2, urgent_size=2)
     box.put_nowait(Item("a"))
     box.put_nowait(Item("b"))
     box.put_nowait(Item("c"))  # one step's burst may pass the size; the producer then waits
     waiting = asyncio.create_task(box.wait_for_room())
-    await asyncio.sleep(0.02)
+    await settle()
     assert not waiting.done() and len(box) == 3
     assert (await box.get()).data == "a"
     assert not waiting.done()  # still 2 queued: full
@@ -42,7 +48,7 @@ async def test_urgent_items_jump_the_queue() -> None:
 async def test_get_waits_for_an_item() -> None:
     box = Outbox(ordered_size=1, urgent_size=1)
     getter = asyncio.create_task(box.get())
-    await asyncio.sleep(0.01)
+    await settle()
     assert not getter.done()
     box.put_nowait(Item("x"))
     assert (await asyncio.wait_for(getter, 1)).data == "x"
@@ -54,7 +60,7 @@ async def test_drop_stream_removes_queued_items_frees_room_and_refuses_later_one
     box.put_nowait(Item(b"y1", stream=2))
     box.put_nowait(Item(b"x2", stream=1))
     waiting = asyncio.create_task(box.wait_for_room())
-    await asyncio.sleep(0.01)
+    await settle()
     box.drop_stream(1)
     await asyncio.wait_for(waiting, 1)  # dropping freed room
     box.put_nowait(Item(b"x3", stream=1))  # discarded

@@ -66,12 +66,11 @@ async def test_pool_bounds_threads_and_serves_first_segments_first() -> None:
     pool = EnginePool(engine, max_workers=1)
     try:
         running = asyncio.create_task(collect(pool, "busy"))
-        await asyncio.sleep(0.05)
+        await wait_for(lambda: engine.started == ["busy"])
         later = asyncio.create_task(collect(pool, "later"))
-        await asyncio.sleep(0.01)
+        await wait_for(lambda: pool.waiting_jobs == 1)
         first = asyncio.create_task(collect(pool, "first", first=True))
-        await asyncio.sleep(0.05)
-        assert pool.waiting_jobs == 2
+        await wait_for(lambda: pool.waiting_jobs == 2)
         for text in ("busy", "later", "first"):
             engine.gate(text).set()
         assert await asyncio.gather(running, later, first) == [3, 3, 3]
@@ -87,9 +86,9 @@ async def test_cancelled_waiting_job_leaves_the_queue() -> None:
     pool = EnginePool(engine, max_workers=1)
     try:
         running = asyncio.create_task(collect(pool, "busy"))
-        await asyncio.sleep(0.05)
+        await wait_for(lambda: engine.started == ["busy"])
         waiting = asyncio.create_task(collect(pool, "never"))
-        await asyncio.sleep(0.02)
+        await wait_for(lambda: pool.waiting_jobs == 1)
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
