@@ -281,3 +281,13 @@ def test_idle_flush_deadline_and_decision_agree_under_float_rounding() -> None:
     deadline = seg.idle_deadline_s()
     assert deadline is not None
     assert texts(seg.poll(deadline)) == ["g."]
+
+
+def test_flush_words_keeps_the_word_being_typed() -> None:
+    seg = Segmenter(SegmenterPolicy(min_text_length=50))
+    seg.push("we could go tom", 0.0)
+    assert seg.has_complete_words
+    out = seg.flush_words()
+    assert texts(out) == ["we could go "] and out[0].reason is SegmentReason.PLAYBACK
+    assert not seg.has_complete_words and seg.flush_words() == []
+    assert texts(seg.flush()) == ["tom"]

@@ -332,3 +332,30 @@ def test_segment_event_reports_queue_and_engine_time() -> None:
     s.job_timing(job.job.job_id, 99.0, 99.0)  # only the first report counts
     [segment] = sends(s.job_audio(job.job.job_id, "a", 10, 0))
     assert segment["queue_ms"] == 1.5 and segment["first_chunk_ms"] == 20.25
+
+
+def test_words_are_cut_early_when_the_listener_would_run_out_of_audio() -> None:
+    # a slow idle flush (1 s), so that only the playback deadline can cut here
+    s = make_session(playback_low_water_ms=250.0, policy=SegmenterPolicy(streaming_threshold_s=1.0))
+    [first] = jobs(feed(s, 10.0, type="text", text="Sure, I can help you"))
+    assert first.job.segment.text == "Sure, "
+    assert s.next_deadline_s() == pytest.approx(11.0)  # only the idle flush so far
+    s.job_audio(first.job.job_id, "a", 400.0, 10.05)  # 400 ms of audio released at 10.05
+    s.job_finished(first.job.job_id, 0.02, 0, 10.05)
+    # "I can help " waits for its target length, but 400 ms of audio leaves until 10.45:
+    # the words are cut 250 ms before that, even as text keeps arriving
+    assert jobs(feed(s, 10.08, type="text", text=" with")) == []
+    assert s.next_deadline_s() == pytest.approx(10.2)
+    assert jobs(s.poll(10.19)) == []
+    deadline = s.next_deadline_s()
+    assert deadline is not None
+    [cut] = jobs(s.poll(deadline))  # the driver polls at exactly the deadline it was given
+    assert cut.job.segment.text == "I can help you "
+
+
+def test_no_early_cut_while_the_context_is_being_synthesized() -> None:
+    s = make_session(playback_low_water_ms=250.0, max_jobs_in_flight=1)
+    first, *_ = jobs(feed(s, 10.0, type="text", text="Sure, that is right. And more "))
+    s.job_audio(first.job.job_id, "a", 100.0, 10.01)
+    s.job_finished(first.job.job_id, 0.0, 0, 10.01)  # "that is right. " is now in flight
+    assert s.next_deadline_s() == pytest.approx(10.1)  # the idle flush, not playback

@@ -92,6 +92,14 @@ KEYS: tuple[Key, ...] = (
         0.001,
         600,
     ),
+    Key(
+        "playback_low_water_ms",
+        float,
+        250.0,
+        "speak the whole words buffered when released audio has this little left (0: off)",
+        0,
+        10_000,
+    ),
     Key("default_encoding", str, "pcm_s16le", "audio encoding when a context names none"),
     Key(
         "trim_silence",
@@ -135,6 +143,7 @@ class Settings:
     preemptive_generation: bool = True
     streaming_threshold: float = 0.1
     partial_word_timeout: float = 1.0
+    playback_low_water_ms: float = 250.0
     default_encoding: str = "pcm_s16le"
     trim_silence: bool = True
     clause_pause_ms: float = 120.0

@@ -33,6 +33,7 @@ from enum import IntEnum, StrEnum
 class SegmentReason(StrEnum):
     BOUNDARY = "boundary"
     IDLE = "idle"
+    PLAYBACK = "playback"  # the listener would run out of audio: speak the words we have
     FLUSH = "flush"
     MAX_LENGTH = "max_length"
 
@@ -190,6 +191,18 @@ class Segmenter:
         segments: list[Segment] = []
         if self._buf:
             self._cut(len(self._buf), SegmentReason.FLUSH, segments)
+        return segments
+
+    @property
+    def has_complete_words(self) -> bool:
+        """Whether whole words (followed by whitespace) are buffered."""
+        return self._words_end > 0
+
+    def flush_words(self) -> list[Segment]:
+        """Cut the whole words buffered now (the word being typed stays)."""
+        segments: list[Segment] = []
+        if self._words_end > 0:
+            self._cut(self._words_end, SegmentReason.PLAYBACK, segments)
         return segments
 
     def idle_deadline_s(self) -> float | None:

@@ -30,6 +30,8 @@ class SessionConfig:
     # (unsupported_sample_rate) for a rate the encoding cannot take.
     resolve_rate_hz: Callable[[str, int | None, int], int] = native_rate_only
     word_timings: bool = False  # the engine reports word timings: `alignment` may be asked
+    # cut whole words early when the audio released has less than this left to play (0: off)
+    playback_low_water_ms: float = 250.0
     policy: SegmenterPolicy = field(default_factory=SegmenterPolicy)
     immediate_send: bool = True
     max_contexts: int = 8

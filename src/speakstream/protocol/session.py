@@ -189,10 +189,14 @@ class Session:
         return out
 
     def poll(self, now_s: float) -> list[Output]:
-        """Idle flush of every context whose input has been silent long enough."""
+        """Time-driven cuts: idle flushes, and whole words when the listener would
+        otherwise run out of audio."""
         out: list[Output] = []
         for ctx in list(self._contexts.values()):
             self._enqueue(ctx, ctx.segmenter.poll(now_s), now_s)
+            deadline = self._playback_deadline_s(ctx)
+            if deadline is not None and now_s >= deadline:
+                self._enqueue(ctx, ctx.segmenter.flush_words(), now_s)
         self._dispatch(out)
         return out
 
@@ -200,9 +204,23 @@ class Session:
         deadlines = [
             d
             for ctx in self._contexts.values()
-            if (d := ctx.segmenter.idle_deadline_s()) is not None
+            for d in (ctx.segmenter.idle_deadline_s(), self._playback_deadline_s(ctx))
+            if d is not None
         ]
         return min(deadlines, default=None)
+
+    def _playback_deadline_s(self, ctx: _Context) -> float | None:
+        """When the audio released so far, played from its first byte on, has only
+        ``playback_low_water_ms`` left: past it, whole words buffered are cut at once
+        rather than waiting for the segment's target length or sentence end. Only while
+        nothing of the context is being synthesized (that audio is on its way)."""
+        start_s = ctx.metrics.first_audio_s
+        low_water_ms = self.config.playback_low_water_ms
+        if start_s is None or not low_water_ms or not ctx.segmenter.has_complete_words:
+            return None
+        if any(isinstance(item, _Job) for item in ctx.pending):
+            return None
+        return start_s + (ctx.timeline.audio_ms - low_water_ms) / 1000.0
 
     def job_timing(self, job_id: int, queue_ms: float, first_chunk_ms: float) -> None:
         """How long the job waited for a worker and how long the engine took to first audio."""

@@ -320,6 +320,7 @@ class Connection:
     async def _run_job(self, job: SynthesisJob) -> None:
         try:
             await self._handle_all(await self._synthesize(job))
+            self._wake.set()  # released audio moves the playback deadline: re-plan ticks
         finally:
             # Only now: until its last output is queued, the task must stay cancellable
             # by _shutdown and by a cancel of its context.

@@ -98,6 +98,7 @@ class Runtime:
             default_encoding=encoding,
             resolve_rate_hz=session_rate_hz,
             word_timings=caps.word_timings,
+            playback_low_water_ms=settings.playback_low_water_ms,
             policy=segmenter_policy(settings),
             immediate_send=settings.immediate_send,
             max_contexts=settings.max_contexts,
