@@ -21,6 +21,7 @@ bounds the audio held for reordering.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ from speakstream.protocol.outputs import (
     native_rate_only,
 )
 from speakstream.protocol.timeline import SpokenTimeline, Timed
-from speakstream.segmenter import Segment, Segmenter, SegmenterPolicy, boundary_after
+from speakstream.segmenter import Segment, Segmenter, boundary_after
 
 __all__ = [
     "Audio",
@@ -102,7 +103,6 @@ class _Context:
     sample_rate_hz: int
     speed: float
     volume: float
-    immediate_send: bool
     segmenter: Segmenter
     metrics: ContextMetrics
     alignment: bool = False
@@ -358,8 +358,7 @@ class Session:
         if message.preemptive_generation is not None:
             overrides["preemptive_generation"] = message.preemptive_generation
         if overrides:
-            fields = {name: getattr(policy, name) for name in policy.__dataclass_fields__}
-            policy = SegmenterPolicy(**{**fields, **overrides})
+            policy = dataclasses.replace(policy, **overrides)
         ctx = _Context(
             id=cid,
             stream=self._next_stream,
@@ -368,7 +367,6 @@ class Session:
             sample_rate_hz=rate_hz,
             speed=message.speed or 1.0,
             volume=1.0 if message.volume is None else message.volume,
-            immediate_send=cfg.immediate_send,
             segmenter=Segmenter(policy),
             metrics=ContextMetrics(created_s=now_s),
             alignment=bool(message.alignment),
@@ -527,7 +525,7 @@ class Session:
                     self._finish(ctx, now_s, out)
                     return
                 continue
-            releasable = head.done or (ctx.immediate_send and bool(head.chunks))
+            releasable = head.done or (self.config.immediate_send and bool(head.chunks))
             if not releasable:
                 return
             if not head.announced:

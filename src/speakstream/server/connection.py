@@ -221,8 +221,7 @@ class Connection:
             _LOGGER.exception("encoding %s failed", pipeline.encoding)
             # No more audio for this stream; its events (segment, flushed, done) still go,
             # so the client sees the context through to its end.
-            if self._streams.pop(stream_id, None) is not None:
-                self.runtime.active_streams -= 1
+            self._forget_stream(stream_id)
             error = ProtocolError(
                 ErrorCode.ENCODING_FAILED,
                 f"encoding {pipeline.encoding} failed; this context's audio stops here",
@@ -238,12 +237,17 @@ class Connection:
             header = AudioFrameHeader(stream_id, stream.last_segment, stream.frames)
             stream.frames += 1
             await self.ws.send_bytes(pack_audio_frame(header, payload))
-        if pcm is None and self._streams.pop(stream_id, None) is not None:
+        if pcm is None:
+            self._forget_stream(stream_id)
+
+    def _forget_stream(self, stream_id: int) -> None:
+        """No more audio of this stream will be encoded (its events may still go)."""
+        if self._streams.pop(stream_id, None) is not None:
             self.runtime.active_streams -= 1
 
     def _drop_stream(self, stream_id: int) -> None:
-        if self._streams.pop(stream_id, None) is not None:
-            self.runtime.active_streams -= 1
+        """Cancelled: nothing more of this stream is sent, queued items included."""
+        self._forget_stream(stream_id)
         self.outbox.drop_stream(stream_id)
 
     async def _tick_loop(self) -> None:
