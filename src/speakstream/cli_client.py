@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from speakstream.client import (
     DEFAULT_URL,
+    FORMAT_BY_SUFFIX,
     AudioChunk,
     ConnectError,
     Connection,
@@ -31,19 +32,6 @@ from speakstream.client import (
     connect,
 )
 
-FORMAT_BY_SUFFIX = {
-    ".wav": "wav",
-    ".ogg": "opus",
-    ".opus": "opus",
-    ".mp3": "mp3",
-    ".pcm": "pcm_s16le",
-    ".raw": "pcm_s16le",
-    ".s16": "pcm_s16le",
-    ".f32": "pcm_f32le",
-    ".ulaw": "mulaw",
-    ".mulaw": "mulaw",
-    ".alaw": "alaw",
-}
 READ_CHARS = 512  # how much text `stream` reads and sends at a time
 AHEAD_CHARS = 4000  # how far `stream` lets the text run ahead of the audio
 

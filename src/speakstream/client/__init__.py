@@ -238,6 +238,21 @@ class Connection:
 
 DEFAULT_URL = "ws://127.0.0.1:8000/v1/stream"
 
+# The encoding an audio file's suffix names (the CLI's -o and the sync wrapper's save).
+FORMAT_BY_SUFFIX = {
+    ".wav": "wav",
+    ".ogg": "opus",
+    ".opus": "opus",
+    ".mp3": "mp3",
+    ".pcm": "pcm_s16le",
+    ".raw": "pcm_s16le",
+    ".s16": "pcm_s16le",
+    ".f32": "pcm_f32le",
+    ".ulaw": "mulaw",
+    ".mulaw": "mulaw",
+    ".alaw": "alaw",
+}
+
 
 class ConnectError(ConnectionError):
     """No speakstream server could be reached at the URL; the message says what to do."""
@@ -311,6 +326,7 @@ def connect(url: str = DEFAULT_URL, *, open_timeout_s: float = 10.0) -> _Connect
 
 __all__ = [
     "DEFAULT_URL",
+    "FORMAT_BY_SUFFIX",
     "AudioChunk",
     "ConnectError",
     "Connection",

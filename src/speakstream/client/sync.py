@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speakstream.client import DEFAULT_URL, AudioChunk, Event, ServerError, connect
-
-SUFFIX_FORMATS = {
-    ".wav": "wav",
-    ".ogg": "opus",
-    ".opus": "opus",
-    ".mp3": "mp3",
-    ".pcm": "pcm_s16le",
-}
+from speakstream.client import (
+    DEFAULT_URL,
+    FORMAT_BY_SUFFIX,
+    AudioChunk,
+    Event,
+    ServerError,
+    connect,
+)
 
 
 @dataclass
@@ -62,9 +61,10 @@ def speak(text: str, *, url: str = DEFAULT_URL, **start: Any) -> Speech:
 
 
 def save(text: str, path: str | Path, *, url: str = DEFAULT_URL, **start: Any) -> Speech:
-    """Speak ``text`` into a file whose suffix picks the format (.wav .ogg .mp3 .pcm)."""
+    """Speak ``text`` into a file whose suffix picks the format (as the CLI's ``-o``;
+    an unknown suffix gets WAV)."""
     target = Path(path)
-    start.setdefault("encoding", SUFFIX_FORMATS.get(target.suffix.lower(), "wav"))
+    start.setdefault("encoding", FORMAT_BY_SUFFIX.get(target.suffix.lower(), "wav"))
     speech = speak(text, url=url, **start)
     target.write_bytes(speech.audio)
     return speech
