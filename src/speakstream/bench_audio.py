@@ -52,12 +52,10 @@ def _decodable_ms(encoding: str, rate_hz: int, payloads: list[bytes]) -> float:
     data = b"".join(payloads)
     if not data:
         return 0.0
-    if encoding in ("pcm_s16le", "wav"):
-        return 1000.0 * (len(data) - (44 if encoding == "wav" else 0)) / 2 / rate_hz
-    if encoding == "pcm_f32le":
-        return 1000.0 * len(data) / 4 / rate_hz
-    if encoding in ("mulaw", "alaw"):
-        return 1000.0 * len(data) / rate_hz
+    width = FORMATS[encoding].bytes_per_sample
+    if width is not None:
+        header = 44 if encoding == "wav" else 0
+        return 1000.0 * (len(data) - header) / width / rate_hz
     if encoding == "opus_packets":
         return 20.0 * len(payloads)
     try:

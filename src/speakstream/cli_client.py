@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import IO, Any
 
+from speakstream.audio.encoders import FORMATS
 from speakstream.client import (
     DEFAULT_URL,
     FORMAT_BY_SUFFIX,
@@ -297,7 +298,8 @@ async def stream(args: argparse.Namespace) -> int:
 
 
 def _chunk_ms(chunk: AudioChunk, sink: AudioSink) -> float:
-    width = {"pcm_s16le": 2, "wav": 2, "pcm_f32le": 4, "mulaw": 1, "alaw": 1}.get(sink.encoding)
+    spec = FORMATS.get(sink.encoding)
+    width = spec.bytes_per_sample if spec is not None else None
     if width is None:
         return 0.0  # compressed: counted from `done`
     return 1000.0 * len(chunk.data) / width / sink.rate_hz

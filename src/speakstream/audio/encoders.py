@@ -129,6 +129,7 @@ class FormatSpec:
     default_rate_hz: int | None  # None: the voice's own rate
     content_type: str
     heavy: bool  # encode in a worker thread, not on the event loop
+    bytes_per_sample: int | None = None  # PCM-like payloads; None: compressed
 
 
 def _lazy(module: str, name: str) -> Callable[[int], Encoder]:
@@ -149,11 +150,11 @@ _CODECS = "speakstream.audio.codecs"
 FORMATS: dict[str, FormatSpec] = {
     spec.encoding: spec
     for spec in (
-        FormatSpec("pcm_s16le", PcmS16Encoder, None, None, "audio/pcm;encoding=s16le", False),
-        FormatSpec("pcm_f32le", PcmF32Encoder, None, None, "audio/pcm;encoding=f32le", False),
-        FormatSpec("mulaw", MulawEncoder, _TELEPHONY_RATES, 8000, "audio/basic", False),
-        FormatSpec("alaw", AlawEncoder, _TELEPHONY_RATES, 8000, "audio/x-alaw-basic", False),
-        FormatSpec("wav", WavEncoder, None, None, "audio/wav", False),
+        FormatSpec("pcm_s16le", PcmS16Encoder, None, None, "audio/pcm;encoding=s16le", False, 2),
+        FormatSpec("pcm_f32le", PcmF32Encoder, None, None, "audio/pcm;encoding=f32le", False, 4),
+        FormatSpec("mulaw", MulawEncoder, _TELEPHONY_RATES, 8000, "audio/basic", False, 1),
+        FormatSpec("alaw", AlawEncoder, _TELEPHONY_RATES, 8000, "audio/x-alaw-basic", False, 1),
+        FormatSpec("wav", WavEncoder, None, None, "audio/wav", False, 2),
         FormatSpec(
             "opus",
             _lazy(_CODECS, "OggOpusEncoder"),
