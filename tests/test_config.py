@@ -9,11 +9,36 @@ from speakstream.cli import build_parser, main
 from speakstream.config import KEYS, ConfigError, Settings, load_settings
 
 
-def test_every_key_has_a_settings_field_with_the_same_default() -> None:
+def test_components_built_from_default_settings_keep_their_own_defaults() -> None:
+    # Each default is declared once (in the component that uses it, or in Settings);
+    # the builders must carry every setting to its component unchanged.
+    from speakstream.audio.seams import SeamPolicy
+    from speakstream.segmenter import SegmenterPolicy
+    from speakstream.server.runtime import seam_policy, segmenter_policy
+
     defaults = Settings()
-    assert {k.attr for k in KEYS} == {f.name for f in fields(Settings)}
-    for key in KEYS:
-        assert getattr(defaults, key.attr) == key.default, key.name
+    assert segmenter_policy(defaults) == SegmenterPolicy()
+    seams = seam_policy(defaults)
+    for boundary in ("word", "clause", "sentence", "paragraph"):
+        assert seams.pause_for(boundary) == SeamPolicy().pause_for(boundary)
+    changed = segmenter_policy(defaults.replace(chunk_size=40, streaming_threshold=0.3))
+    assert changed.chunk_size == 40 and changed.streaming_threshold_s == 0.3
+
+
+def test_keys_derive_from_settings_fields() -> None:
+    assert [k.attr for k in KEYS] == [f.name for f in fields(Settings)]
+    by_attr = {k.attr: k for k in KEYS}
+    nested = by_attr["bidirectional_streaming_enabled"]
+    assert nested.name == "bidirectional_streaming.enabled" and nested.kind is bool
+    assert nested.env == "SPEAKSTREAM_BIDIRECTIONAL_STREAMING_ENABLED"
+    assert by_attr["port"].kind is int and by_attr["port"].high == 65535
+    assert by_attr["task_timeout"].kind is float
+    assert all(k.help for k in KEYS)
+
+
+def test_pool_size_and_per_connection_in_flight_are_two_keys() -> None:
+    settings = load_settings(cli={"max_concurrent_tasks": "4", "max_jobs_in_flight": "3"})
+    assert settings.max_concurrent_tasks == 4 and settings.max_jobs_in_flight == 3
 
 
 def test_seed_keys_are_all_there() -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from speakstream.protocol.errors import RETRYABLE_ERRORS, CloseCode, ErrorCode, ProtocolError
+from speakstream.protocol.errors import ERRORS, CloseCode, ErrorCode, ProtocolError
 from speakstream.protocol.frames import (
     HEADER_SIZE,
     AudioFrameHeader,
@@ -15,9 +15,9 @@ from speakstream.protocol.messages import (
     PingMessage,
     StartMessage,
     TextMessage,
-    error_message,
     parse_client_message,
 )
+from speakstream.protocol.server_messages import ErrorMessage, Pong, encode_json
 
 
 def test_audio_frame_round_trip() -> None:
@@ -41,7 +41,7 @@ def test_parse_messages() -> None:
         "a", 120.0
     )
     start = parse_client_message('{"type":"start","context":"c","voice":"v","speed":1.25}')
-    assert start == StartMessage("c", voice="v", speed=1.25)
+    assert start == StartMessage("c", {"voice": "v", "speed": 1.25})
 
 
 def test_deeply_nested_json_is_an_error_not_a_crash() -> None:
@@ -56,14 +56,14 @@ def test_context_ids_are_bounded() -> None:
 
 
 def test_error_message_shape() -> None:
-    message = error_message(ProtocolError(ErrorCode.TOO_MANY_CONNECTIONS, "busy"))
+    message = ErrorMessage.of(ProtocolError(ErrorCode.TOO_MANY_CONNECTIONS, "busy")).to_dict()
     assert message == {
         "type": "error",
         "code": "too_many_connections",
         "message": "busy",
         "retryable": True,
     }
-    assert ErrorCode.INVALID_JSON not in RETRYABLE_ERRORS
+    assert not ERRORS[ErrorCode.INVALID_JSON].retryable
 
 
 def test_every_code_is_documented() -> None:
@@ -74,3 +74,52 @@ def test_every_code_is_documented() -> None:
         assert f"`{code.value}`" in doc, code
     for close in CloseCode:
         assert f"`{close.value}`" in doc, close
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"type":"text","text":"a\\ud800b"}',  # lone surrogates: text, context, ping id
+        '{"type":"text","text":"x","context":"\\udfff"}',
+        '{"type":"ping","id":"\\ud800"}',
+        '{"type":"start","voice":"\\ud83d"}',
+    ],
+)
+def test_lone_surrogates_are_invalid_messages(raw: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_client_message(raw)
+    assert info.value.code is ErrorCode.INVALID_MESSAGE
+    assert "surrogate" in info.value.message
+
+
+def test_integers_past_the_digit_limit_are_invalid_json() -> None:
+    for field in ("id", "x"):
+        with pytest.raises(ProtocolError) as info:
+            parse_client_message('{"type":"ping","' + field + '":' + "9" * 5000 + "}")
+        assert info.value.code is ErrorCode.INVALID_JSON
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"type":"ping","extra":1}',  # ping takes only an id
+        '{"type":"start","voice":null}',  # null is not a value: leave the field out
+        '{"type":"start","speed":null}',
+        '{"type":"cancel","played_ms":null}',
+        '{"type":"text","text":""}',  # a text holds at least one character
+        '{"type":"ping","id":true}',
+        '{"type":"ping","id":' + str(2**70) + "}",
+    ],
+)
+def test_strict_fields(raw: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_client_message(raw)
+    assert info.value.code is ErrorCode.INVALID_MESSAGE
+
+
+def test_one_encoder_survives_a_lone_surrogate() -> None:
+    # whatever a string holds, the encoder gives valid UTF-8 JSON (escaped if need be)
+    text = encode_json(Pong("a\ud800").to_dict())
+    text.encode("utf-8")
+    assert text == '{"type":"pong","id":"a\\ud800"}'
+    assert Pong("é").to_json() == '{"type":"pong","id":"é"}'

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
-from speakstream.protocol.session import (
+from speakstream.protocol.outputs import (
     Audio,
     CancelJobs,
     Close,
@@ -17,10 +17,10 @@ from speakstream.protocol.session import (
     OpenStream,
     Output,
     Send,
-    Session,
     SessionConfig,
     Synthesize,
 )
+from speakstream.protocol.session import JobTiming, Session
 from speakstream.segmenter import SegmenterPolicy
 
 
@@ -39,11 +39,11 @@ def feed(session: Session, now_s: float = 0.0, **message: Any) -> list[Output]:
 
 
 def sends(outputs: list[Output]) -> list[dict[str, Any]]:
-    return [o.message for o in outputs if isinstance(o, Send)]
+    return [o.message.to_dict() for o in outputs if isinstance(o, Send)]
 
 
 def types(outputs: list[Output]) -> list[str]:
-    return [o.message["type"] for o in outputs if isinstance(o, Send)]
+    return [o.message.type for o in outputs if isinstance(o, Send)]
 
 
 def jobs(outputs: list[Output]) -> list[Synthesize]:
@@ -168,7 +168,7 @@ def test_cancel_drops_everything_of_the_context_at_once() -> None:
     [cancel] = [o for o in out if isinstance(o, CancelJobs)]
     assert set(cancel.job_ids) == {a0.job.job_id}  # a1 already finished its synthesis
     [cancelled] = [o for o in out if isinstance(o, Send)]
-    assert cancelled.urgent and cancelled.message == {"type": "cancelled", "context": "a"}
+    assert cancelled.urgent and cancelled.message.to_dict() == {"type": "cancelled", "context": "a"}
     assert s.job_audio(a0.job.job_id, "after", 10, 0) == []
     assert s.job_finished(a0.job.job_id, 0, 0, 0) == []
     assert s.active_contexts == 0 and s.jobs_in_flight == 0
@@ -328,9 +328,7 @@ def test_close_cancels_every_dispatched_job() -> None:
 def test_segment_event_reports_queue_and_engine_time() -> None:
     s = make_session()
     [job] = jobs(feed(s, type="text", text="Hello there "))
-    s.job_timing(job.job.job_id, 1.5, 20.25)
-    s.job_timing(job.job.job_id, 99.0, 99.0)  # only the first report counts
-    [segment] = sends(s.job_audio(job.job.job_id, "a", 10, 0))
+    [segment] = sends(s.job_audio(job.job.job_id, "a", 10, 0, timing=JobTiming(1.5, 20.25)))
     assert segment["queue_ms"] == 1.5 and segment["first_chunk_ms"] == 20.25
 
 
@@ -359,3 +357,53 @@ def test_no_early_cut_while_the_context_is_being_synthesized() -> None:
     s.job_audio(first.job.job_id, "a", 100.0, 10.01)
     s.job_finished(first.job.job_id, 0.0, 0, 10.01)  # "that is right. " is now in flight
     assert s.next_deadline_s() == pytest.approx(10.1)  # the idle flush, not playback
+
+
+def test_flush_after_end_is_refused_not_dropped() -> None:
+    s = make_session()
+    feed(s, type="text", text="Hello there ")
+    feed(s, type="end")
+    out = feed(s, type="flush")
+    assert error_codes(out) == ["context_ended"]
+
+
+def test_a_second_cancel_is_an_error_not_a_second_cancelled() -> None:
+    s = make_session()
+    feed(s, context="a", type="text", text="Hello there ")
+    assert types(feed(s, context="a", type="cancel")) == ["cancelled"]
+    out = feed(s, context="a", type="cancel")
+    assert types(out) == ["error"] and error_codes(out) == ["unknown_context"]
+
+
+def test_cancel_after_done_answers_once_and_drops_the_stream() -> None:
+    s = make_session()
+    [job] = jobs(feed(s, context="a", type="text", text="Hello "))
+    feed(s, context="a", type="end")
+    s.job_audio(job.job.job_id, "a", 10, 0)
+    assert "done" in types(s.job_finished(job.job.job_id, 0, 0, 0))
+    out = feed(s, context="a", type="cancel", played_ms=5)
+    assert any(isinstance(o, DropStream) for o in out) and types(out) == ["cancelled"]
+    assert error_codes(feed(s, context="a", type="cancel")) == ["unknown_context"]
+
+
+def test_the_end_of_a_stream_names_its_last_announced_segment() -> None:
+    s = make_session(max_jobs_in_flight=8)
+    first, second = jobs(feed(s, type="text", text="Hello there. "))
+    [third] = jobs(feed(s, type="text", text="... ")) + jobs(feed(s, type="end"))
+    for job, pcm in ((first, "a"), (second, "b")):
+        s.job_audio(job.job.job_id, pcm, 10, 0)
+        s.job_finished(job.job.job_id, 0, 0, 0)
+    out = s.job_finished(third.job.job_id, 0, 0, 0)  # a silent last segment
+    [close] = [o for o in out if isinstance(o, CloseStream)]
+    assert close.last_segment == 2 == third.job.segment.index
+    assert [m["seq"] for m in sends(out) if m["type"] == "segment"] == [2]
+
+
+def test_an_empty_context_ends_with_no_segment_announced() -> None:
+    s = make_session()
+    feed(s, type="start")
+    out = feed(s, type="end")
+    [close] = [o for o in out if isinstance(o, CloseStream)]
+    assert close.last_segment is None
+    [done] = [m for m in sends(out) if m["type"] == "done"]
+    assert done["metrics"]["ttfa_ms"] is None and done["metrics"]["audio_ms"] == 0

@@ -1,8 +1,8 @@
 """speakstream: a streaming text-to-speech server (text in pieces in, speech in pieces out)."""
 
-__version__ = "0.1.0"
+from speakstream.protocol import PROTOCOL_VERSION
 
-PROTOCOL_VERSION = 1
+__version__ = "0.1.0"
 
 __all__ = ["PROTOCOL_VERSION", "__version__", "connect"]
 

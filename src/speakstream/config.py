@@ -1,40 +1,179 @@
 """Server settings: defaults, then a TOML file, then environment variables, then CLI flags.
 
-Each layer overrides the one before. Every key is listed once in ``KEYS`` with its type,
-default, bounds and help; the environment variable is ``SPEAKSTREAM_`` + the key in upper
-case with dots as underscores, the flag is ``--`` + the key with dots and underscores as
-dashes. Invalid configuration raises ``ConfigError`` naming the key and where it came from.
+Each layer overrides the one before. Every key is declared once, as a field of
+``Settings`` (type, default, bounds, help; a default that a component owns is taken from
+that component); ``KEYS`` derive from those fields: the environment variable is
+``SPEAKSTREAM_`` + the key in upper case with dots as underscores, the flag is ``--`` + the
+key with dots and underscores as dashes. Invalid configuration raises ``ConfigError`` naming the key and where it came from.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
+
+from speakstream.audio.seams import SeamPolicy
+from speakstream.protocol.errors import SpeakstreamError
+from speakstream.protocol.outputs import SessionConfig
+from speakstream.segmenter import SegmenterPolicy
 
 ENV_PREFIX = "SPEAKSTREAM_"
 CONFIG_ENV = "SPEAKSTREAM_CONFIG"
 
 
-class ConfigError(ValueError):
+class ConfigError(SpeakstreamError, ValueError):
     """Configuration that cannot be used; the message names the key."""
+
+
+T = TypeVar("T")
+
+# Defaults owned by the components that use them: a setting takes its default from there.
+_SEGMENTER = SegmenterPolicy()
+_SEAMS = SeamPolicy()
+_SESSION = SessionConfig(voices={"-": 1}, default_voice="-", encodings=frozenset())
+
+
+def setting(
+    default: T,
+    help: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    choices: tuple[str, ...] | None = None,
+    name: str | None = None,
+) -> T:
+    """Declare a setting: its default, help, bounds or choices, and (for keys nested in
+    TOML tables) its dotted name. Its type is the field's annotation."""
+    meta = {"help": help, "low": low, "high": high, "choices": choices, "name": name}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every server setting, declared once. ``KEYS`` (TOML name, env var, flag) derive
+    from these fields."""
+
+    host: str = setting("127.0.0.1", "address to listen on")
+    port: int = setting(8000, "TCP port to listen on", 0, 65535)
+    engine: str = setting("piper", "speech engine", choices=("piper", "fake"))
+    voice: str = setting("", "default voice (empty: the engine's first voice)")
+    voices_dir: str = setting("", "directory with more Piper voices (NAME.onnx + NAME.onnx.json)")
+    engine_threads: int = setting(
+        0, "ONNX Runtime threads for a lone request (0: all cores)", 0, 256
+    )
+    bidirectional_streaming_enabled: bool = setting(
+        True,
+        "receive, synthesize and send concurrently (false: one after another, the baseline)",
+        name="bidirectional_streaming.enabled",
+    )
+    max_concurrent_tasks: int = setting(
+        2, "synthesis jobs running at once, server-wide (the engine worker pool)", 1, 256
+    )
+    max_jobs_in_flight: int = setting(
+        _SESSION.max_jobs_in_flight,
+        "segments per connection being synthesized or waiting to be sent (bounds reordering)",
+        1,
+        256,
+    )
+    task_timeout: float = setting(10.0, "seconds a segment's synthesis may take", 0.01, 3600)
+    immediate_send: bool = setting(
+        _SESSION.immediate_send, "send each audio chunk as soon as it exists"
+    )
+    queue_size: int = setting(
+        64, "outbound messages queued per connection (backpressure)", 1, 100_000
+    )
+    write_timeout_s: float = setting(
+        30.0,
+        "seconds one write to a client may wait; a client that reads nothing longer is "
+        "closed with 1008",
+        0.1,
+        3600,
+    )
+    min_text_length: int = setting(
+        _SEGMENTER.min_text_length, "characters in the first segment, at least", 1, 1000
+    )
+    chunk_size: int = setting(_SEGMENTER.chunk_size, "target length of the second segment", 1, 5000)
+    chunk_growth: float = setting(
+        _SEGMENTER.chunk_growth, "growth of the target length per segment", 1.0, 10.0
+    )
+    max_chunk_size: int = setting(_SEGMENTER.max_chunk_size, "largest target length", 1, 20_000)
+    preemptive_generation: bool = setting(
+        _SEGMENTER.preemptive_generation, "start the first segment before a sentence ends"
+    )
+    streaming_threshold: float = setting(
+        _SEGMENTER.streaming_threshold_s,
+        "seconds of input silence that flush whole words",
+        0.001,
+        60,
+    )
+    partial_word_timeout: float = setting(
+        _SEGMENTER.partial_word_timeout_s,
+        "seconds of silence that flush a partial word",
+        0.001,
+        600,
+    )
+    playback_low_water_ms: float = setting(
+        _SESSION.playback_low_water_ms,
+        "speak the whole words buffered when released audio has this little left (0: off)",
+        0,
+        10_000,
+    )
+    default_encoding: str = setting(
+        _SESSION.default_encoding, "audio encoding when a context names none"
+    )
+    trim_silence: bool = setting(
+        _SEAMS.trim_silence, "trim the engine's silence at segment joins, pause by punctuation"
+    )
+    clause_pause_ms: float = setting(
+        _SEAMS.pause_for("clause"), "pause after a clause (, ; :) between segments", 0, 5000
+    )
+    sentence_pause_ms: float = setting(
+        _SEAMS.pause_for("sentence"), "pause after a sentence between segments", 0, 5000
+    )
+    paragraph_pause_ms: float = setting(
+        _SEAMS.pause_for("paragraph"), "pause after a paragraph between segments", 0, 5000
+    )
+    max_contexts: int = setting(
+        _SESSION.max_contexts, "contexts open at once on one connection", 1, 10_000
+    )
+    max_connections: int = setting(64, "WebSocket connections at once, server-wide", 1, 1_000_000)
+    max_message_bytes: int = setting(
+        65_536, "largest client message (bytes)", 256, 64 * 1024 * 1024
+    )
+    max_text_chars: int = setting(
+        _SESSION.max_text_chars, "largest text in one message (characters)", 1, 10_000_000
+    )
+    max_buffered_chars: int = setting(
+        _SESSION.max_buffered_chars, "characters per context not yet spoken", 1, 100_000_000
+    )
+    max_errors: int = setting(
+        _SESSION.max_errors, "protocol errors before a socket is closed with 1008", 1, 1_000_000
+    )
+    log_level: str = setting("info", "logging level", choices=("debug", "info", "warning", "error"))
+
+    def replace(self, **changes: Any) -> Settings:
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True, slots=True)
 class Key:
+    """A setting as the outside sees it: TOML name, environment variable, flag."""
+
     name: str  # as written in TOML, dotted for nested tables
+    attr: str  # the ``Settings`` field
     kind: type
     default: Any
     help: str
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] | None = None
-
-    @property
-    def attr(self) -> str:
-        return self.name.replace(".", "_")
 
     @property
     def env(self) -> str:
@@ -45,124 +184,28 @@ class Key:
         return "--" + self.attr.replace("_", "-")
 
 
-KEYS: tuple[Key, ...] = (
-    Key("host", str, "127.0.0.1", "address to listen on"),
-    Key("port", int, 8000, "TCP port to listen on", 0, 65535),
-    Key("engine", str, "piper", "speech engine", choices=("piper", "fake")),
-    Key("voice", str, "", "default voice (empty: the engine's first voice)"),
-    Key("voices_dir", str, "", "directory with more Piper voices (NAME.onnx + NAME.onnx.json)"),
-    Key("engine_threads", int, 0, "ONNX Runtime threads for a lone request (0: all cores)", 0, 256),
-    Key(
-        "bidirectional_streaming.enabled",
-        bool,
-        True,
-        "receive, synthesize and send concurrently (false: one after another, the baseline)",
-    ),
-    Key(
-        "max_concurrent_tasks",
-        int,
-        2,
-        "synthesis jobs in flight, server-wide and per connection",
-        1,
-        256,
-    ),
-    Key("task_timeout", float, 10.0, "seconds a segment's synthesis may take", 0.01, 3600),
-    Key("immediate_send", bool, True, "send each audio chunk as soon as it exists"),
-    Key(
-        "queue_size", int, 64, "outbound messages queued per connection (backpressure)", 1, 100_000
-    ),
-    Key("min_text_length", int, 5, "characters in the first segment, at least", 1, 1000),
-    Key("chunk_size", int, 25, "target length of the second segment", 1, 5000),
-    Key("chunk_growth", float, 2.0, "growth of the target length per segment", 1.0, 10.0),
-    Key("max_chunk_size", int, 200, "largest target length", 1, 20_000),
-    Key("preemptive_generation", bool, True, "start the first segment before a sentence ends"),
-    Key(
-        "streaming_threshold",
-        float,
-        0.1,
-        "seconds of input silence that flush whole words",
-        0.001,
-        60,
-    ),
-    Key(
-        "partial_word_timeout",
-        float,
-        1.0,
-        "seconds of silence that flush a partial word",
-        0.001,
-        600,
-    ),
-    Key(
-        "playback_low_water_ms",
-        float,
-        250.0,
-        "speak the whole words buffered when released audio has this little left (0: off)",
-        0,
-        10_000,
-    ),
-    Key("default_encoding", str, "pcm_s16le", "audio encoding when a context names none"),
-    Key(
-        "trim_silence",
-        bool,
-        True,
-        "trim the engine's silence at segment joins, pause by punctuation",
-    ),
-    Key("clause_pause_ms", float, 120.0, "pause after a clause (, ; :) between segments", 0, 5000),
-    Key("sentence_pause_ms", float, 250.0, "pause after a sentence between segments", 0, 5000),
-    Key("paragraph_pause_ms", float, 450.0, "pause after a paragraph between segments", 0, 5000),
-    Key("max_contexts", int, 8, "contexts open at once on one connection", 1, 10_000),
-    Key("max_connections", int, 64, "WebSocket connections at once, server-wide", 1, 1_000_000),
-    Key("max_message_bytes", int, 65_536, "largest client message (bytes)", 256, 64 * 1024 * 1024),
-    Key("max_text_chars", int, 10_000, "largest text in one message (characters)", 1, 10_000_000),
-    Key("max_buffered_chars", int, 50_000, "characters per context not yet spoken", 1, 100_000_000),
-    Key(
-        "max_errors", int, 100, "protocol errors before a socket is closed with 1008", 1, 1_000_000
-    ),
-    Key("log_level", str, "info", "logging level", choices=("debug", "info", "warning", "error")),
-)
+def _keys() -> tuple[Key, ...]:
+    types = get_type_hints(Settings)
+    keys = []
+    for f in fields(Settings):
+        meta = f.metadata
+        keys.append(
+            Key(
+                name=meta["name"] or f.name,
+                attr=f.name,
+                kind=types[f.name],
+                default=f.default,
+                help=meta["help"],
+                low=meta["low"],
+                high=meta["high"],
+                choices=meta["choices"],
+            )
+        )
+    return tuple(keys)
+
+
+KEYS: tuple[Key, ...] = _keys()
 KEYS_BY_NAME = {key.name: key for key in KEYS}
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    engine: str = "piper"
-    voice: str = ""
-    voices_dir: str = ""
-    engine_threads: int = 0
-    bidirectional_streaming_enabled: bool = True
-    max_concurrent_tasks: int = 2
-    task_timeout: float = 10.0
-    immediate_send: bool = True
-    queue_size: int = 64
-    min_text_length: int = 5
-    chunk_size: int = 25
-    chunk_growth: float = 2.0
-    max_chunk_size: int = 200
-    preemptive_generation: bool = True
-    streaming_threshold: float = 0.1
-    partial_word_timeout: float = 1.0
-    playback_low_water_ms: float = 250.0
-    default_encoding: str = "pcm_s16le"
-    trim_silence: bool = True
-    clause_pause_ms: float = 120.0
-    sentence_pause_ms: float = 250.0
-    paragraph_pause_ms: float = 450.0
-    max_contexts: int = 8
-    max_connections: int = 64
-    max_message_bytes: int = 65_536
-    max_text_chars: int = 10_000
-    max_buffered_chars: int = 50_000
-    max_errors: int = 100
-    log_level: str = "info"
-
-    def replace(self, **changes: Any) -> Settings:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        unknown = set(changes) - set(values)
-        if unknown:
-            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        return Settings(**{**values, **changes})
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -24,17 +24,18 @@ from dataclasses import dataclass
 
 from speakstream.audio.pcm import PcmChunk
 from speakstream.engines.base import Engine
+from speakstream.protocol.errors import SpeakstreamError
 
 _LOGGER = logging.getLogger(__name__)
 
 
-class SynthesisTimeoutError(Exception):
+class SynthesisTimeoutError(SpeakstreamError):
     """The job ran past its deadline."""
 
 
 @dataclass(slots=True)
 class JobClock:
-    """``time.perf_counter()`` stamps of one job, filled in as it goes."""
+    """``time.monotonic()`` stamps of one job (the session's clock), filled in as it goes."""
 
     queued_s: float = 0.0
     started_s: float | None = None
@@ -103,10 +104,6 @@ class EnginePool:
         self._free += 1
         self._grant()
 
-    def _end_first(self) -> None:
-        self._running_first -= 1
-        self._grant()
-
     async def _acquire(self, priority: int) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (priority, next(self._order), fut))
@@ -136,10 +133,10 @@ class EnginePool:
         counted). ``clock`` is stamped as the job waits, starts, speaks and ends.
         """
         loop = asyncio.get_running_loop()
-        clock.queued_s = time.perf_counter()
+        clock.queued_s = time.monotonic()
         priority = 0 if first else 1
         await self._acquire(priority)
-        clock.started_s = time.perf_counter()
+        clock.started_s = time.monotonic()
         cancel = threading.Event()
         chunks: asyncio.Queue[PcmChunk | _Done] = asyncio.Queue()
 
@@ -150,7 +147,7 @@ class EnginePool:
                     if cancel.is_set():
                         break
                     if clock.first_chunk_s is None:
-                        clock.first_chunk_s = time.perf_counter()
+                        clock.first_chunk_s = time.monotonic()
                     loop.call_soon_threadsafe(chunks.put_nowait, chunk)
             except BaseException as exc:
                 error = exc
@@ -159,6 +156,11 @@ class EnginePool:
 
         def finished(_: object) -> None:
             self.running_jobs -= 1
+            if priority == 0:
+                # Later segments may start once the first one's engine work is over; not
+                # when its caller has handed the audio on, which a client that does not
+                # read could put off forever (and so stall every other connection).
+                self._running_first -= 1
             self._free_slot()
 
         self.running_jobs += 1
@@ -178,16 +180,11 @@ class EnginePool:
                 if isinstance(item, _Done):
                     if item.error is not None:
                         raise item.error
-                    clock.finished_s = time.perf_counter()
+                    clock.finished_s = time.monotonic()
                     return
                 yield item
         finally:
             cancel.set()
-            if priority == 0:
-                # Only now, with the first segment's audio handed on by the caller, may
-                # later segments start: they would compete for the cores (and the GIL)
-                # with sending it.
-                self._end_first()
 
     def close(self) -> None:
         for *_, fut in self._waiters:

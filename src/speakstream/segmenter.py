@@ -27,7 +27,7 @@ flushes aside, which depend on time by design). Each character is scanned once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 
 
 class SegmentReason(StrEnum):
@@ -80,11 +80,13 @@ class SegmenterPolicy:
         return int(min(target, self.max_chunk_size))
 
 
-class _Boundary(IntEnum):
-    NONE = 0
-    WORD = 1
-    CLAUSE = 2
-    SENTENCE = 3
+class Boundary(StrEnum):
+    """What ends a piece of text (the pause after it follows from it)."""
+
+    WORD = "word"
+    CLAUSE = "clause"
+    SENTENCE = "sentence"
+    PARAGRAPH = "paragraph"
 
 
 _SENTENCE_END = frozenset(".!?…")
@@ -115,39 +117,40 @@ def _is_abbreviation(token: str) -> bool:
     return all(len(part) == 1 and part.isalpha() for part in letters)
 
 
-def _classify(token: str, whitespace: str) -> _Boundary:
+def _classify(token: str, whitespace: str) -> Boundary | None:
+    """The boundary after ``token`` followed by ``whitespace``; None: no cut here."""
     if _is_abbreviation(token):
-        return _Boundary.NONE
+        return None
     if whitespace == "\n":
-        return _Boundary.SENTENCE
+        return Boundary.SENTENCE
     if token in _DASHES:
-        return _Boundary.CLAUSE
+        return Boundary.CLAUSE
     core = token.rstrip(_CLOSERS)
     if not core:
-        return _Boundary.WORD
+        return Boundary.WORD
     last = core[-1]
     if last in _SENTENCE_END:
-        return _Boundary.SENTENCE
+        return Boundary.SENTENCE
     if last in _CLAUSE_END:
-        return _Boundary.CLAUSE
-    return _Boundary.WORD
+        return Boundary.CLAUSE
+    return Boundary.WORD
 
 
-def boundary_after(text: str) -> str:
-    """What ends ``text``: "paragraph", "sentence", "clause" or "word" (for the pause after it)."""
+def boundary_after(text: str) -> Boundary:
+    """What ends ``text`` (for the pause after it)."""
     stripped = text.rstrip()
     trailing = text[len(stripped) :]
     if "\n" in trailing and stripped:
-        return "paragraph" if trailing.count("\n") > 1 else "sentence"
+        return Boundary.PARAGRAPH if trailing.count("\n") > 1 else Boundary.SENTENCE
     core = stripped.rstrip(_CLOSERS)
     if not core:
-        return "word"
+        return Boundary.WORD
     last = core[-1]
     if last in _SENTENCE_END or last in _CJK_SENTENCE:
-        return "word" if _is_abbreviation(core.split()[-1]) else "sentence"
+        return Boundary.WORD if _is_abbreviation(core.split()[-1]) else Boundary.SENTENCE
     if last in _CLAUSE_END or last in _CJK_CLAUSE or core.split()[-1] in _DASHES:
-        return "clause"
-    return "word"
+        return Boundary.CLAUSE
+    return Boundary.WORD
 
 
 class Segmenter:
@@ -239,24 +242,24 @@ class Segmenter:
             ch = buf[i]
             i += 1
             cut = False
-            kind = _Boundary.NONE
+            kind: Boundary | None = None
             if ch.isspace():
                 if self._token_start < i - 1:
                     kind = _classify(buf[self._token_start : i - 1], ch)
                 elif ch == "\n" and i - 1 > seg_start:
-                    kind = _Boundary.SENTENCE
+                    kind = Boundary.SENTENCE
                 self._token_start = i
                 self._words_end = i
             elif ch in _CJK_SENTENCE:
-                kind = _Boundary.SENTENCE
+                kind = Boundary.SENTENCE
                 self._token_start = i
                 self._words_end = i
             elif ch in _CJK_CLAUSE:
-                kind = _Boundary.CLAUSE
+                kind = Boundary.CLAUSE
                 self._token_start = i
                 self._words_end = i
             length = i - seg_start
-            if kind is not _Boundary.NONE:
+            if kind is not None:
                 cut = self._should_cut(kind, length)
             if cut:
                 self._cut_at(seg_start, i, SegmentReason.BOUNDARY, segments)
@@ -270,16 +273,16 @@ class Segmenter:
         self._scan = i
         self._drop_prefix(seg_start)
 
-    def _should_cut(self, kind: _Boundary, length: int) -> bool:
+    def _should_cut(self, kind: Boundary, length: int) -> bool:
         policy = self.policy
         if length < policy.min_text_length:
             return False
         if self._next_index == 0:
-            return policy.preemptive_generation or kind is _Boundary.SENTENCE
-        if kind is _Boundary.SENTENCE:
+            return policy.preemptive_generation or kind is Boundary.SENTENCE
+        if kind is Boundary.SENTENCE:
             return True
         target = policy.target_chars(self._next_index)
-        if kind is _Boundary.CLAUSE:
+        if kind is Boundary.CLAUSE:
             return length >= target
         return length >= target + target // 2
 

@@ -1,1 +1,7 @@
-"""Native protocol v1: message types, codec, sans-I/O session. Imports only the stdlib."""
+"""The native protocol: messages, frames, errors, and the sans-I/O session (no sockets).
+
+Imports only the standard library and ``speakstream.segmenter`` (the sans-I/O core below
+it); nothing above it, and never the package root.
+"""
+
+PROTOCOL_VERSION = 1

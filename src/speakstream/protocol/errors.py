@@ -1,11 +1,19 @@
-"""Error codes and WebSocket close codes of the native protocol.
+"""Errors of speakstream: one root, stable codes, one table from code to behaviour.
 
-Every client-visible error has a stable code string (``ErrorCode``); every reason the
-server closes a socket has exactly one close code (``CloseCode``).
+Every exception speakstream raises on purpose derives from ``SpeakstreamError``. Those a
+client can see carry an ``ErrorCode`` (a stable string, never renamed, only added):
+
+* ``ProtocolError``: the client's mistake (malformed or invalid input, a limit reached);
+* ``SynthesisError``: the engine could not make a segment's audio (failed, timed out);
+* ``EncodingError``: the audio could not be encoded in the context's format.
+
+``ERRORS`` says, once per code, whether the same request may succeed if simply sent again
+(``retryable``). Every reason the server closes a socket has exactly one ``CloseCode``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
 
@@ -34,15 +42,20 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
 
 
-# Errors after which the same request may succeed if simply sent again later.
-RETRYABLE_ERRORS = frozenset(
-    {
-        ErrorCode.SYNTHESIS_TIMEOUT,
-        ErrorCode.TOO_MANY_CONNECTIONS,
-        ErrorCode.SERVER_SHUTTING_DOWN,
-        ErrorCode.INTERNAL_ERROR,
-    }
-)
+@dataclass(frozen=True, slots=True)
+class ErrorSpec:
+    retryable: bool  # the same request may succeed later, unchanged
+
+
+_CLIENT_MISTAKE = ErrorSpec(retryable=False)
+_TRANSIENT = ErrorSpec(retryable=True)
+
+ERRORS: dict[ErrorCode, ErrorSpec] = {code: _CLIENT_MISTAKE for code in ErrorCode} | {
+    ErrorCode.SYNTHESIS_TIMEOUT: _TRANSIENT,
+    ErrorCode.TOO_MANY_CONNECTIONS: _TRANSIENT,
+    ErrorCode.SERVER_SHUTTING_DOWN: _TRANSIENT,
+    ErrorCode.INTERNAL_ERROR: _TRANSIENT,
+}
 
 
 class CloseCode(IntEnum):
@@ -57,8 +70,12 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013  # max_connections reached
 
 
-class ProtocolError(Exception):
-    """A client-visible error: a stable code, a human message, and the context it concerns."""
+class SpeakstreamError(Exception):
+    """The root of every error speakstream raises on purpose."""
+
+
+class ClientVisibleError(SpeakstreamError):
+    """An error a client is told about: a stable code, a human message, its context."""
 
     def __init__(self, code: ErrorCode, message: str, context: str | None = None) -> None:
         super().__init__(message)
@@ -68,4 +85,20 @@ class ProtocolError(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.code in RETRYABLE_ERRORS
+        return ERRORS[self.code].retryable
+
+    def for_context(self, context: str) -> ClientVisibleError:
+        """The same error, about ``context``."""
+        return type(self)(self.code, self.message, context)
+
+
+class ProtocolError(ClientVisibleError):
+    """The client's mistake: malformed or invalid input, or a limit it reached."""
+
+
+class SynthesisError(ClientVisibleError):
+    """The engine could not make a segment's audio (``synthesis_failed``/``_timeout``)."""
+
+
+class EncodingError(ClientVisibleError):
+    """The audio could not be encoded in the context's format (``encoding_failed``)."""

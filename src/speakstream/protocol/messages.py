@@ -1,17 +1,22 @@
 """Client messages of the native protocol: parsing and validation, no I/O.
 
 ``parse_client_message`` turns one JSON text frame into a typed record or raises
-``ProtocolError`` with a stable code; nothing else about the connection changes.
-Server messages are plain dicts built by the session (``server_message``).
+``ProtocolError`` with a stable code; nothing else about the connection changes. Fields
+are checked strictly: unknown fields, ``null`` for a field, an empty ``text``, and
+strings that are not valid Unicode (a lone surrogate escape such as ``"\\ud800"``) are
+errors, so a client's mistake is named instead of half-working. ``start``'s options are
+declared once in ``protocol.options``. Server messages are in ``server_messages``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from speakstream.protocol.errors import ErrorCode, ProtocolError
+from speakstream.protocol.options import START_OPTIONS, Option, Value
 
 DEFAULT_CONTEXT = "default"
 MAX_CONTEXT_ID_CHARS = 64
@@ -20,16 +25,15 @@ MAX_CONTEXT_ID_CHARS = 64
 @dataclass(frozen=True, slots=True)
 class StartMessage:
     context: str
-    voice: str | None = None
-    encoding: str | None = None
-    sample_rate_hz: int | None = None
-    speed: float | None = None
-    volume: float | None = None
-    min_text_length: int | None = None
-    chunk_size: int | None = None
-    streaming_threshold_ms: int | None = None
-    preemptive_generation: bool | None = None
-    alignment: bool | None = None
+    options: Mapping[str, Value] = field(default_factory=dict)  # names from START_OPTIONS
+
+    def text_option(self, name: str) -> str | None:
+        value = self.options.get(name)
+        return value if isinstance(value, str) else None
+
+    def number_option(self, name: str) -> float | None:
+        value = self.options.get(name)
+        return None if value is None or isinstance(value, str) else float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,19 +67,7 @@ ClientMessage = StartMessage | TextMessage | FlushMessage | CancelMessage | EndM
 
 _COMMON_FIELDS = frozenset({"type", "context"})
 _FIELDS: dict[str, frozenset[str]] = {
-    "start": _COMMON_FIELDS
-    | {
-        "voice",
-        "encoding",
-        "sample_rate_hz",
-        "speed",
-        "volume",
-        "min_text_length",
-        "chunk_size",
-        "streaming_threshold_ms",
-        "preemptive_generation",
-        "alignment",
-    },
+    "start": _COMMON_FIELDS | {option.name for option in START_OPTIONS},
     "text": _COMMON_FIELDS | {"text"},
     "flush": _COMMON_FIELDS,
     "cancel": _COMMON_FIELDS | {"played_ms"},
@@ -83,129 +75,135 @@ _FIELDS: dict[str, frozenset[str]] = {
     "ping": frozenset({"type", "id"}),
 }
 CLIENT_MESSAGE_TYPES = tuple(_FIELDS)
+_MAX_ID_CHARS = 256
+_PLAYED_MS = Option("played_ms", float, 0.0, 1e9)
 
 
 def _invalid(message: str, context: str | None = None) -> ProtocolError:
     return ProtocolError(ErrorCode.INVALID_MESSAGE, message, context)
 
 
+def _is_unicode(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _string(value: Any, name: str, context: str | None) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"'{name}' must be a string", context)
+    if not _is_unicode(value):
+        raise _invalid(f"'{name}' is not valid Unicode (a lone surrogate escape)", context)
+    return value
+
+
 def _context(obj: dict[str, Any]) -> str:
-    value = obj.get("context", DEFAULT_CONTEXT)
-    if not isinstance(value, str) or not value:
+    value = _string(obj.get("context", DEFAULT_CONTEXT), "context", None)
+    if not value:
         raise _invalid("'context' must be a non-empty string")
     if len(value) > MAX_CONTEXT_ID_CHARS:
         raise _invalid(f"'context' is longer than {MAX_CONTEXT_ID_CHARS} characters")
     return value
 
 
-def _optional_int(obj: dict[str, Any], key: str, context: str, low: int, high: int) -> int | None:
-    value = obj.get(key)
+def _option(option: Option, value: Any, context: str) -> Value:
+    name = option.name
     if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(f"'{key}' must be an integer", context)
-    if not low <= value <= high:
-        raise _invalid(f"'{key}' must be between {low} and {high}", context)
-    return value
+        raise _invalid(f"'{name}' must not be null; leave it out for the default", context)
+    if option.kind is bool:
+        if not isinstance(value, bool):
+            raise _invalid(f"'{name}' must be true or false", context)
+        return value
+    if option.kind is str:
+        text = _string(value, name, context)
+        if not text:
+            raise _invalid(f"'{name}' must be a non-empty string", context)
+        return text
+    if option.kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _invalid(f"'{name}' must be an integer", context)
+        number: int | float = value
+    else:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _invalid(f"'{name}' must be a number", context)
+        number = float(value)
+    low = option.low if option.low is not None else float("-inf")
+    high = option.high if option.high is not None else float("inf")
+    if not low <= number <= high:
+        raise _invalid(f"'{name}' must be between {low:g} and {high:g}", context)
+    return number
 
 
-def _optional_float(
-    obj: dict[str, Any], key: str, context: str, low: float, high: float
-) -> float | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _invalid(f"'{key}' must be a number", context)
-    if not low <= value <= high:
-        raise _invalid(f"'{key}' must be between {low} and {high}", context)
-    return float(value)
-
-
-def _optional_str(obj: dict[str, Any], key: str, context: str) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise _invalid(f"'{key}' must be a non-empty string", context)
-    return value
-
-
-def _optional_bool(obj: dict[str, Any], key: str, context: str) -> bool | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise _invalid(f"'{key}' must be true or false", context)
-    return value
+def _load(raw: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and integers longer than Python's digit limit
+        reason = str(exc)[:200]
+        raise ProtocolError(
+            ErrorCode.INVALID_JSON, f"message is not valid JSON: {reason}"
+        ) from None
+    if not isinstance(obj, dict):
+        raise _invalid("message must be a JSON object")
+    return obj
 
 
 def parse_client_message(raw: str) -> ClientMessage:
     """Parse one JSON text frame. Raises ``ProtocolError`` on anything malformed."""
-    try:
-        obj = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise ProtocolError(ErrorCode.INVALID_JSON, f"message is not valid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise _invalid("message must be a JSON object")
+    obj = _load(raw)
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise _invalid("message needs a string field 'type'")
     allowed = _FIELDS.get(kind)
     if allowed is None:
         known = ", ".join(CLIENT_MESSAGE_TYPES)
+        shown = kind[:40] if _is_unicode(kind) else ascii(kind)[:40]
         raise ProtocolError(
-            ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}; known: {known}"
+            ErrorCode.UNKNOWN_TYPE, f"unknown message type {shown!r}; known: {known}"
         )
     if kind == "ping":
-        ping_id = obj.get("id")
-        if ping_id is not None and (
-            isinstance(ping_id, bool) or not isinstance(ping_id, str | int)
-        ):
-            raise _invalid("'id' must be a string or an integer")
-        return PingMessage(ping_id)
+        _refuse_unknown(obj, allowed, kind, None)
+        return _ping(obj)
     context = _context(obj)
-    unknown = sorted(set(obj) - allowed)
-    if unknown:
-        raise _invalid(f"unknown field(s) for {kind!r}: {', '.join(unknown)}", context)
+    _refuse_unknown(obj, allowed, kind, context)
     if kind == "text":
-        text = obj.get("text")
-        if not isinstance(text, str):
-            raise _invalid("'text' must be a string", context)
+        text = _string(obj.get("text"), "text", context)
+        if not text:
+            raise _invalid("'text' must hold at least one character", context)
         return TextMessage(context, text)
     if kind == "flush":
         return FlushMessage(context)
     if kind == "end":
         return EndMessage(context)
     if kind == "cancel":
-        played = _optional_float(obj, "played_ms", context, 0.0, 1e9)
-        return CancelMessage(context, played)
-    return StartMessage(
-        context=context,
-        voice=_optional_str(obj, "voice", context),
-        encoding=_optional_str(obj, "encoding", context),
-        sample_rate_hz=_optional_int(obj, "sample_rate_hz", context, 1, 384_000),
-        speed=_optional_float(obj, "speed", context, 0.25, 4.0),
-        volume=_optional_float(obj, "volume", context, 0.0, 4.0),
-        min_text_length=_optional_int(obj, "min_text_length", context, 1, 1000),
-        chunk_size=_optional_int(obj, "chunk_size", context, 1, 5000),
-        streaming_threshold_ms=_optional_int(obj, "streaming_threshold_ms", context, 1, 60_000),
-        preemptive_generation=_optional_bool(obj, "preemptive_generation", context),
-        alignment=_optional_bool(obj, "alignment", context),
-    )
+        played = _option(_PLAYED_MS, obj["played_ms"], context) if "played_ms" in obj else None
+        return CancelMessage(context, None if played is None else float(played))
+    options = {o.name: _option(o, obj[o.name], context) for o in START_OPTIONS if o.name in obj}
+    return StartMessage(context, options)
 
 
-def server_message(kind: str, **fields: Any) -> dict[str, Any]:
-    """A server message as a dict, ``type`` first."""
-    return {"type": kind, **fields}
+def _refuse_unknown(
+    obj: dict[str, Any], allowed: frozenset[str], kind: str, context: str | None
+) -> None:
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        names = ", ".join(ascii(name)[1:-1][:40] for name in unknown[:10])
+        raise _invalid(f"unknown field(s) for {kind!r}: {names}", context)
 
 
-def error_message(error: ProtocolError) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "code": str(error.code),
-        "message": error.message,
-        "retryable": error.retryable,
-    }
-    if error.context is not None:
-        fields["context"] = error.context
-    return server_message("error", **fields)
+def _ping(obj: dict[str, Any]) -> PingMessage:
+    if "id" not in obj:
+        return PingMessage()
+    ping_id = obj["id"]
+    if isinstance(ping_id, str):
+        _string(ping_id, "id", None)
+        if len(ping_id) > _MAX_ID_CHARS:
+            raise _invalid(f"'id' is longer than {_MAX_ID_CHARS} characters")
+        return PingMessage(ping_id)
+    if isinstance(ping_id, bool) or not isinstance(ping_id, int):
+        raise _invalid("'id' must be a string or an integer")
+    if abs(ping_id) >= 2**63:
+        raise _invalid("'id' must fit in 64 bits")
+    return PingMessage(ping_id)

@@ -1,4 +1,13 @@
-"""What the session is configured with and what it asks the driver to do (records only)."""
+"""What the session is configured with and what it asks the driver to do (records only).
+
+* ``Send``: a server message. ``urgent`` ones (errors about input, ``pong``,
+  ``cancelled``) may jump ahead of queued audio; the others keep their order with audio.
+* ``Audio``: PCM of one segment of one stream, released strictly in text order.
+* ``OpenStream`` / ``CloseStream``: a context's audio stream begins / ends (in order).
+* ``DropStream``: a cancelled stream; nothing more of it may be sent, starting now.
+* ``Synthesize`` / ``CancelJobs``: engine work to start / stop.
+* ``Close``: close the socket with this code.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
-from speakstream.segmenter import Segment, SegmenterPolicy
+from speakstream.protocol.server_messages import ServerMessage
+from speakstream.segmenter import Boundary, Segment, SegmenterPolicy
 
 
 def native_rate_only(encoding: str, requested_hz: int | None, voice_rate_hz: int) -> int:
@@ -37,7 +47,8 @@ class SessionConfig:
     max_contexts: int = 8
     max_text_chars: int = 10_000
     max_buffered_chars: int = 50_000
-    max_jobs_in_flight: int = 2
+    max_jobs_in_flight: int = 2  # dispatched and not yet released, per connection
+    max_finished_streams: int = 256  # done contexts remembered for a late cancel
     max_errors: int = 100
     ready_info: dict[str, Any] = field(default_factory=dict)  # extra fields for ``ready``
 
@@ -51,13 +62,13 @@ class SynthesisJob:
     voice: str
     speed: float
     volume: float
-    pause_before: str  # what ended the text before this segment: word, clause, sentence, paragraph
+    pause_before: Boundary  # what ended the text before this segment
     first: bool  # the context's first segment: scheduled ahead of others
 
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    message: dict[str, Any]
+    message: ServerMessage
     stream: int | None = None
     urgent: bool = False
 
@@ -81,6 +92,7 @@ class OpenStream:
 @dataclass(frozen=True, slots=True)
 class CloseStream:
     stream: int
+    last_segment: int | None  # seq of the stream's last ``segment`` event (None: no segment)
 
 
 @dataclass(frozen=True, slots=True)

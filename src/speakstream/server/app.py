@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from starlette.websockets import WebSocket
 from speakstream.config import Settings
 from speakstream.engines.base import Engine
 from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
-from speakstream.protocol.messages import error_message
+from speakstream.protocol.server_messages import ErrorMessage
 from speakstream.server.connection import Connection
 from speakstream.server.runtime import Runtime
 
@@ -28,7 +27,7 @@ _LOGGER = logging.getLogger(__name__)
 
 async def _refuse(websocket: WebSocket, error: ProtocolError, code: CloseCode) -> None:
     with contextlib.suppress(Exception):
-        await websocket.send_text(json.dumps(error_message(error)))
+        await websocket.send_text(ErrorMessage.of(error).to_json())
         await websocket.close(code=code, reason=error.message[:120])
 
 

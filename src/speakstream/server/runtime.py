@@ -1,4 +1,5 @@
-"""What all connections of one server share: settings, the engine, the worker pool, counters."""
+"""What all connections of one server share: settings, the engine, the worker pool, the
+synthesizer, counters; and how each component's settings are built from ``Settings``."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from speakstream.audio.seams import SeamPolicy
 from speakstream.config import ConfigError, Settings
 from speakstream.engines import Engine, EngineSettings, load_engine
 from speakstream.protocol.errors import ErrorCode, ProtocolError
-from speakstream.protocol.session import SessionConfig
+from speakstream.protocol.outputs import SessionConfig
 from speakstream.scheduler import EnginePool
 from speakstream.segmenter import SegmenterPolicy
+from speakstream.synthesis import Synthesizer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -43,7 +45,6 @@ def seam_policy(settings: Settings) -> SeamPolicy:
     return SeamPolicy(
         trim_silence=settings.trim_silence,
         pause_ms={
-            "word": 0.0,
             "clause": settings.clause_pause_ms,
             "sentence": settings.sentence_pause_ms,
             "paragraph": settings.paragraph_pause_ms,
@@ -73,7 +74,7 @@ class Runtime:
     engine: Engine
     pool: EnginePool
     session_config: SessionConfig
-    seams: SeamPolicy
+    synthesizer: Synthesizer
     connections: int = 0
     active_streams: int = 0
     connections_total: int = 0
@@ -104,7 +105,7 @@ class Runtime:
             max_contexts=settings.max_contexts,
             max_text_chars=settings.max_text_chars,
             max_buffered_chars=settings.max_buffered_chars,
-            max_jobs_in_flight=settings.max_concurrent_tasks,
+            max_jobs_in_flight=settings.max_jobs_in_flight,
             max_errors=settings.max_errors,
             ready_info={
                 "server": f"speakstream {__version__}",
@@ -134,14 +135,14 @@ class Runtime:
                     "max_message_bytes": settings.max_message_bytes,
                     "queue_size": settings.queue_size,
                     "max_concurrent_tasks": settings.max_concurrent_tasks,
+                    "max_jobs_in_flight": settings.max_jobs_in_flight,
                     "task_timeout_s": settings.task_timeout,
                 },
             },
         )
         pool = EnginePool(engine, settings.max_concurrent_tasks)
-        return cls(
-            settings, engine, pool, session_config, seam_policy(settings), owns_engine=owns_engine
-        )
+        synthesizer = Synthesizer(engine, pool, seam_policy(settings), settings.task_timeout)
+        return cls(settings, engine, pool, session_config, synthesizer, owns_engine=owns_engine)
 
     def close(self) -> None:
         self.pool.close()

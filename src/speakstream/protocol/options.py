@@ -1,0 +1,107 @@
+"""Per-context options of ``start``, declared once.
+
+Each option says its wire name, type and bounds; the parser validates ``start`` with
+these declarations, the context stream applies the chunking ones to its segmenter policy,
+and ``ready`` reports their server-wide defaults from the same table. Adding an option
+is one entry here (plus, for a new kind of effect, its use in the stream).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from speakstream.segmenter import SegmenterPolicy
+
+Value = str | int | float | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str  # the field in ``start`` (and in ``ready.settings`` for chunking options)
+    kind: type  # str, int, float or bool
+    low: float | None = None
+    high: float | None = None
+    help: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkingOption(Option):
+    """An option that overrides a field of the context's ``SegmenterPolicy``."""
+
+    read: Callable[[SegmenterPolicy], Value] = lambda policy: 0
+    apply: Callable[[SegmenterPolicy, Any], SegmenterPolicy] = lambda policy, value: policy
+
+
+def _with_chunk_size(policy: SegmenterPolicy, chunk_size: int) -> SegmenterPolicy:
+    largest = max(policy.max_chunk_size, chunk_size)
+    return dataclasses.replace(
+        policy,
+        chunk_size=chunk_size,
+        max_chunk_size=largest,
+        max_segment_chars=max(policy.max_segment_chars, 2 * largest),
+    )
+
+
+STREAM_OPTIONS: tuple[Option, ...] = (
+    Option("voice", str, help="a voice listed in ready.capabilities.voices"),
+    Option("encoding", str, help="an encoding listed in ready.capabilities.encodings"),
+    Option("sample_rate_hz", int, 1, 384_000, "output rate; one the encoding lists"),
+    Option("speed", float, 0.25, 4.0, "speaking rate, 1.0 normal"),
+    Option("volume", float, 0.0, 4.0, "gain, 1.0 unchanged"),
+    Option("alignment", bool, help="send word and character timings"),
+)
+
+CHUNKING_OPTIONS: tuple[ChunkingOption, ...] = (
+    ChunkingOption(
+        "min_text_length",
+        int,
+        1,
+        1000,
+        "characters in the first segment, at least",
+        read=lambda p: p.min_text_length,
+        apply=lambda p, v: dataclasses.replace(p, min_text_length=v),
+    ),
+    ChunkingOption(
+        "chunk_size",
+        int,
+        1,
+        5000,
+        "target length of the second segment",
+        read=lambda p: p.chunk_size,
+        apply=_with_chunk_size,
+    ),
+    ChunkingOption(
+        "streaming_threshold_ms",
+        int,
+        1,
+        60_000,
+        "input silence (ms) that flushes whole words",
+        read=lambda p: round(p.streaming_threshold_s * 1000),
+        apply=lambda p, v: dataclasses.replace(p, streaming_threshold_s=v / 1000.0),
+    ),
+    ChunkingOption(
+        "preemptive_generation",
+        bool,
+        help="start the first segment before a sentence ends",
+        read=lambda p: p.preemptive_generation,
+        apply=lambda p, v: dataclasses.replace(p, preemptive_generation=v),
+    ),
+)
+
+START_OPTIONS: tuple[Option, ...] = STREAM_OPTIONS + CHUNKING_OPTIONS
+
+
+def apply_chunking(policy: SegmenterPolicy, overrides: Mapping[str, Value]) -> SegmenterPolicy:
+    """``policy`` with a context's chunking overrides (names from ``CHUNKING_OPTIONS``)."""
+    for option in CHUNKING_OPTIONS:
+        if option.name in overrides:
+            policy = option.apply(policy, overrides[option.name])
+    return policy
+
+
+def chunking_defaults(policy: SegmenterPolicy) -> dict[str, Value]:
+    """The chunking options' values under ``policy`` (for ``ready.settings``)."""
+    return {option.name: option.read(policy) for option in CHUNKING_OPTIONS}

@@ -1,0 +1,227 @@
+"""One context's stream (sans-I/O): its text, its segments' jobs, and their ordered release.
+
+A ``ContextStream`` turns the context's text into synthesis jobs (through its segmenter)
+and releases what the jobs produce strictly in text order: its ``pending`` queue holds
+the jobs and the markers (``flushed``, ``done``) in the order they were made; the head is
+released as its audio arrives (or once it completes, without ``immediate_send``), later
+jobs wait their turn however early they finish. It keeps the context's timeline (word
+timings, barge-in split) and metrics, and knows when its listener is about to run out of
+audio (``playback_deadline_s``).
+
+The stream never dispatches: new jobs are returned to the session, which owns the
+per-connection in-flight limit and the dispatch order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum, auto
+from typing import Any
+
+from speakstream.protocol.errors import ClientVisibleError
+from speakstream.protocol.metrics import ContextMetrics
+from speakstream.protocol.outputs import Audio, CloseStream, Output, Send, SynthesisJob
+from speakstream.protocol.server_messages import (
+    Alignment,
+    Done,
+    ErrorMessage,
+    Flushed,
+    SegmentEvent,
+)
+from speakstream.protocol.timeline import SpokenTimeline, Timed
+from speakstream.segmenter import Boundary, Segment, Segmenter, boundary_after
+
+
+class JobState(Enum):
+    QUEUED = auto()  # made, not yet given to the engine
+    RUNNING = auto()  # with the engine
+    FINISHED = auto()  # the engine is done; what is left waits for its turn
+    FAILED = auto()  # the engine failed; the error waits for its turn
+
+
+class ContextState(Enum):
+    OPEN = auto()  # takes text
+    ENDED = auto()  # ``end`` received: finishing what it has, then ``done``
+
+
+@dataclass(frozen=True, slots=True)
+class JobTiming:
+    queue_ms: float  # waiting for a worker
+    first_chunk_ms: float  # engine time to its first audio
+
+
+@dataclass(slots=True)
+class Job:
+    spec: SynthesisJob
+    state: JobState = JobState.QUEUED
+    error: ClientVisibleError | None = None
+    chunks: list[tuple[Any, float, Sequence[Timed]]] = field(default_factory=list)  # unreleased
+    timing: JobTiming | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state in (JobState.FINISHED, JobState.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class _Marker:
+    message: Flushed | None  # None: the end of the context (``done``)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFormat:
+    voice: str
+    encoding: str
+    sample_rate_hz: int
+    speed: float = 1.0
+    volume: float = 1.0
+    alignment: bool = False
+
+
+class ContextStream:
+    def __init__(
+        self,
+        context: str,
+        stream: int,
+        fmt: StreamFormat,
+        segmenter: Segmenter,
+        now_s: float,
+    ) -> None:
+        self.id = context
+        self.stream = stream
+        self.format = fmt
+        self.segmenter = segmenter
+        self.metrics = ContextMetrics(created_s=now_s)
+        self.timeline = SpokenTimeline()
+        self.state = ContextState.OPEN
+        self.pending: deque[Job | _Marker] = deque()
+        self.unspoken_chars = 0  # received, not yet released as audio
+        self._head_announced = False  # the head job's ``segment`` event has been sent
+        self._last_announced: int | None = None  # seq of the last ``segment`` event sent
+        self._last_boundary = Boundary.WORD  # what ended the last segment cut
+
+    # --- text in, jobs out -----------------------------------------------------------------
+
+    def add_text(self, text: str, now_s: float) -> list[Segment]:
+        if self.metrics.first_text_s is None:
+            self.metrics.first_text_s = now_s
+        self.metrics.characters += len(text)
+        self.unspoken_chars += len(text)
+        self.timeline.add_text(text)
+        return self.segmenter.push(text, now_s)
+
+    def make_jobs(self, segments: list[Segment], now_s: float, next_id: int) -> list[Job]:
+        """Jobs for ``segments`` (ids from ``next_id`` on), queued for release in order."""
+        jobs: list[Job] = []
+        for segment in segments:
+            if self.metrics.first_segment_s is None:
+                self.metrics.first_segment_s = now_s
+            self.metrics.segments += 1
+            first = segment.index == 0
+            spec = SynthesisJob(
+                job_id=next_id + len(jobs),
+                context=self.id,
+                stream=self.stream,
+                segment=segment,
+                voice=self.format.voice,
+                speed=self.format.speed,
+                volume=self.format.volume,
+                pause_before=Boundary.WORD if first else self._last_boundary,
+                first=first,
+            )
+            self._last_boundary = boundary_after(segment.text)
+            job = Job(spec)
+            self.pending.append(job)
+            jobs.append(job)
+        return jobs
+
+    def mark_flushed(self) -> None:
+        self.pending.append(_Marker(Flushed(self.id)))
+
+    def mark_end(self) -> None:
+        self.state = ContextState.ENDED
+        self.pending.append(_Marker(None))
+
+    def jobs(self) -> list[Job]:
+        return [item for item in self.pending if isinstance(item, Job)]
+
+    # --- the listener ---------------------------------------------------------------------
+
+    def playback_deadline_s(self, low_water_ms: float) -> float | None:
+        """When the audio released so far, played from its first byte on, has only
+        ``low_water_ms`` left: past it, whole words buffered are cut at once rather than
+        waiting for the segment's target length or sentence end. Only while nothing of
+        the context is being synthesized (that audio is on its way)."""
+        start_s = self.metrics.first_audio_s
+        if start_s is None or not low_water_ms or not self.segmenter.has_complete_words:
+            return None
+        if any(isinstance(item, Job) for item in self.pending):
+            return None
+        return start_s + (self.timeline.audio_ms - low_water_ms) / 1000.0
+
+    # --- release in order -----------------------------------------------------------------
+
+    def release(self, now_s: float, immediate_send: bool, out: list[Output]) -> list[Job]:
+        """Release what the head of the queue allows; return the jobs released whole."""
+        released: list[Job] = []
+        while self.pending:
+            head = self.pending[0]
+            if isinstance(head, _Marker):
+                self.pending.popleft()
+                if head.message is None:
+                    self._finish(now_s, out)
+                    return released
+                out.append(Send(head.message, self.stream))
+                continue
+            if not (head.done or (immediate_send and head.chunks)):
+                return released
+            if not self._head_announced:
+                self._head_announced = True
+                self._last_announced = head.spec.segment.index
+                out.append(Send(self._segment_event(head), self.stream))
+            self._release_audio(head, now_s, out)
+            if not head.done:
+                return released
+            if head.error is not None:
+                error = ErrorMessage.of(head.error, segment=head.spec.segment.index)
+                out.append(Send(error, self.stream))
+            self.pending.popleft()
+            self._head_announced = False
+            seg = head.spec.segment
+            self.unspoken_chars -= seg.end - seg.start
+            released.append(head)
+        return released
+
+    def _release_audio(self, job: Job, now_s: float, out: list[Output]) -> None:
+        if not job.chunks:
+            return
+        if self.metrics.first_audio_s is None:
+            self.metrics.first_audio_s = now_s
+        seg = job.spec.segment
+        for pcm, duration_ms, words in job.chunks:
+            spoken = self.timeline.add_audio(seg.start, seg.end, duration_ms, words)
+            if self.format.alignment and spoken:
+                chars = SpokenTimeline.characters(spoken)
+                out.append(Send(Alignment(self.id, seg.index, spoken, chars), self.stream))
+            out.append(Audio(self.stream, seg.index, pcm))
+        job.chunks.clear()
+
+    def _segment_event(self, job: Job) -> SegmentEvent:
+        seg = job.spec.segment
+        timing = job.timing
+        return SegmentEvent(
+            context=self.id,
+            stream=self.stream,
+            seq=seg.index,
+            text=seg.text,
+            start=seg.start,
+            end=seg.end,
+            queue_ms=None if timing is None else round(timing.queue_ms, 3),
+            first_chunk_ms=None if timing is None else round(timing.first_chunk_ms, 3),
+        )
+
+    def _finish(self, now_s: float, out: list[Output]) -> None:
+        out.append(CloseStream(self.stream, self._last_announced))
+        out.append(Send(Done(self.id, self.metrics.record(now_s)), self.stream))

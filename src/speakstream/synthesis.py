@@ -1,0 +1,96 @@
+"""The one place that synthesizes a segment: engine call, seams, worker pool, errors, clock.
+
+``Synthesizer.run(job)`` yields the segment's shaped audio as it is made (engine chunks
+cleaned at the seams: trimmed, faded, paused by punctuation, the context's volume) and
+ends with how long the job waited and ran. The first chunk carries the job's timing
+(time waiting for a worker, engine time to first audio), on the session's clock
+(``time.monotonic``). Control characters reach the engine as spaces. Failures become ``SynthesisError``s with their client-visible code:
+``synthesis_timeout`` past ``timeout_s``, ``synthesis_failed`` for an engine exception
+(logged here, with its traceback, once). Closing the iterator stops the job: its worker
+thread stops at the next chunk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+from speakstream.audio.pcm import PcmChunk
+from speakstream.audio.seams import SeamPolicy, shape_chunks
+from speakstream.engines.base import Engine, SynthesisOptions
+from speakstream.protocol.errors import ErrorCode, SynthesisError
+from speakstream.protocol.outputs import SynthesisJob
+from speakstream.protocol.stream import JobTiming
+from speakstream.scheduler import EnginePool, JobClock, SynthesisTimeoutError
+
+_LOGGER = logging.getLogger(__name__)
+# Control characters (NUL and the like) mean nothing to speak and upset engines (espeak);
+# one space each keeps every offset into the segment's text.
+_CONTROL_TO_SPACE = {c: " " for c in (*range(0x20), 0x7F) if chr(c) not in "\t\n\r"}
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentChunk:
+    pcm: PcmChunk
+    timing: JobTiming | None  # with the segment's first chunk only
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentDone:
+    synthesis_s: float
+    queue_s: float
+
+
+class Synthesizer:
+    def __init__(
+        self, engine: Engine, pool: EnginePool, seams: SeamPolicy, timeout_s: float
+    ) -> None:
+        self.engine = engine
+        self.pool = pool
+        self.seams = seams
+        self.timeout_s = timeout_s
+
+    def _chunks(self, job: SynthesisJob) -> Iterator[PcmChunk]:
+        """Runs in the worker thread: the engine's audio, shaped for its seams."""
+        text = job.segment.text.translate(_CONTROL_TO_SPACE)
+        raw = self.engine.synthesize(text, job.voice, SynthesisOptions(job.speed))
+        return shape_chunks(
+            raw, pause_before=job.pause_before, volume=job.volume, policy=self.seams
+        )
+
+    async def run(self, job: SynthesisJob) -> AsyncIterator[SegmentChunk | SegmentDone]:
+        clock = JobClock()
+        chunks = self.pool.stream(
+            lambda: self._chunks(job), first=job.first, timeout_s=self.timeout_s, clock=clock
+        )
+        try:
+            async with contextlib.aclosing(chunks):
+                first = True
+                async for chunk in chunks:
+                    timing = None
+                    if first and (first_chunk_s := clock.first_chunk_after_s) is not None:
+                        timing = JobTiming(1000 * clock.queue_s, 1000 * first_chunk_s)
+                    first = False
+                    yield SegmentChunk(chunk, timing)
+        except SynthesisTimeoutError:
+            raise SynthesisError(
+                ErrorCode.SYNTHESIS_TIMEOUT,
+                f"segment {job.segment.index} took longer than {self.timeout_s:g} s to "
+                "synthesize; its audio is skipped",
+                job.context,
+            ) from None
+        except Exception as exc:
+            _LOGGER.warning(
+                "the engine failed on segment %d: %s: %s",
+                job.segment.index,
+                type(exc).__name__,
+                exc,
+            )
+            raise SynthesisError(
+                ErrorCode.SYNTHESIS_FAILED,
+                f"the engine failed on segment {job.segment.index}; its audio is skipped",
+                job.context,
+            ) from None
+        yield SegmentDone(clock.synthesis_s, clock.queue_s)
