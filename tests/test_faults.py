@@ -62,19 +62,8 @@ async def test_streaming_engine_chunks_arrive_before_the_segment_ends(fake_engin
     assert spread_s > 0.05  # chunks came one by one, not as one block at the end
 
 
-async def test_without_immediate_send_a_segment_arrives_whole(fake_engine_factory) -> None:  # type: ignore[no-untyped-def]
-    engine = fake_engine_factory(ms_per_char=50, chunk_ms=50, synthesis_s_per_char=0.01)
-    async with (
-        running_server(engine, min_text_length=20, immediate_send=False) as srv,
-        await connect(srv.stream_url) as conn,
-    ):
-        ctx = conn.context()
-        await ctx.send("abcdefghijklmnopqrst ")
-        await ctx.end()
-        result = await ctx.collect()
-    [segment] = [e for e in result.events if e.type == "segment"]
-    assert segment.received_s <= result.chunks[0].received_s
-    assert len(result.chunks) == 20
+# Whether audio leaves before its segment is whole (immediate_send) is checked
+# deterministically, with a gated engine, in test_connection.py.
 
 
 async def test_order_holds_under_backpressure_with_a_slow_reader(fake_engine_factory) -> None:  # type: ignore[no-untyped-def]
@@ -118,5 +107,7 @@ async def test_order_holds_under_backpressure_with_a_slow_reader(fake_engine_fac
                 last_kind[data["context"]] = data["type"]
             done += data["type"] == "done"
         await ws.close()
+        # the test is only worth something if the server really had to wait for the reader
+        assert srv.runtime.backpressure_waits > 0
     for ctx, numbers in frames.items():
         assert numbers == list(range(len(numbers))), ctx

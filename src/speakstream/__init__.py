@@ -1,8 +1,7 @@
 """speakstream: a streaming text-to-speech server (text in pieces in, speech in pieces out)."""
 
 from speakstream.protocol import PROTOCOL_VERSION
-
-__version__ = "0.1.0"
+from speakstream.version import __version__
 
 __all__ = ["PROTOCOL_VERSION", "__version__", "connect"]
 

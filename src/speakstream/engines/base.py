@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from speakstream.audio.pcm import PcmChunk
+from speakstream.protocol.errors import SpeakstreamError
 
 
-class EngineLoadError(RuntimeError):
+class EngineLoadError(SpeakstreamError, RuntimeError):
     """An engine or voice that cannot be loaded; the message says how to fix it."""
 
 

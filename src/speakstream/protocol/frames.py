@@ -18,6 +18,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from speakstream.protocol.errors import SpeakstreamError
+
 MAGIC = b"SS"
 HEADER_VERSION = 1
 FLAG_SEGMENT_END = 0x01
@@ -26,7 +28,7 @@ _HEADER = struct.Struct("<2sBBIII")
 HEADER_SIZE = _HEADER.size
 
 
-class FrameError(ValueError):
+class FrameError(SpeakstreamError, ValueError):
     """A binary frame that is not a valid speakstream audio frame."""
 
 

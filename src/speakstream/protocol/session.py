@@ -200,6 +200,10 @@ class Session:
     def closed(self) -> bool:
         return self.state is SessionState.CLOSED
 
+    def context(self, cid: str) -> ContextStream | None:
+        """The open context ``cid`` (for introspection: tests, metrics)."""
+        return self._contexts.get(cid)
+
     @property
     def active_contexts(self) -> int:
         return len(self._contexts)

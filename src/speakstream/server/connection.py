@@ -18,9 +18,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect
 
 from speakstream.protocol.errors import CloseCode, EncodingError, SynthesisError
 from speakstream.protocol.outputs import (
@@ -37,6 +37,7 @@ from speakstream.protocol.outputs import (
 )
 from speakstream.protocol.server_messages import ErrorMessage
 from speakstream.protocol.session import Session
+from speakstream.server.modes import mode_for
 from speakstream.server.outbox import Item, Outbox
 from speakstream.server.runtime import Runtime
 from speakstream.server.streams import AudioStreams, StreamAudio
@@ -45,14 +46,24 @@ from speakstream.synthesis import SegmentChunk
 _LOGGER = logging.getLogger(__name__)
 
 
+class Socket(Protocol):
+    """What the driver needs of a WebSocket (Starlette's, or a test's in-memory one)."""
+
+    async def receive(self) -> Mapping[str, Any]: ...
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
 class SocketGone(Exception):
     """The socket cannot carry more: closed, broken, or a client that stopped reading."""
 
 
 class Connection:
-    def __init__(self, websocket: WebSocket, runtime: Runtime) -> None:
-        from speakstream.server.modes import mode_for
-
+    def __init__(self, websocket: Socket, runtime: Runtime) -> None:
         self.ws = websocket
         self.runtime = runtime
         settings = runtime.settings

@@ -16,12 +16,35 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-from speakstream.protocol.outputs import Output, SynthesisJob
+from speakstream.protocol.outputs import Close, Output, SynthesisJob
+from speakstream.protocol.session import Session
+from speakstream.server.outbox import Item, Outbox
+from speakstream.server.runtime import Runtime
 
-if TYPE_CHECKING:
-    from speakstream.server.connection import Connection
+
+class Driver(Protocol):
+    """What a mode needs of its connection (``server.connection.Connection``)."""
+
+    session: Session
+    outbox: Outbox
+    runtime: Runtime
+    jobs: dict[int, asyncio.Task[None]]
+    close_requested: Close | None
+    wake: asyncio.Event
+
+    async def read_frame(self) -> Mapping[str, Any] | None: ...
+
+    async def feed(self, message: Mapping[str, Any]) -> None: ...
+
+    async def send_item(self, item: Item) -> bool: ...
+
+    def apply(self, outputs: list[Output]) -> tuple[bool, bool]: ...
+
+    async def run_job(self, job: SynthesisJob) -> None: ...
+
 
 _CLOSE_GRACE_S = 2.0
 
@@ -36,17 +59,16 @@ class Mode(Protocol):
     def start_job(self, job: SynthesisJob) -> None: ...
 
 
-def mode_for(conn: Connection, concurrent: bool) -> Mode:
+def mode_for(conn: Driver, concurrent: bool) -> Mode:
     return ConcurrentMode(conn) if concurrent else SequentialMode(conn)
 
 
 class ConcurrentMode:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Driver) -> None:
         self.conn = conn
 
     async def run(self) -> None:
         conn = self.conn
-        await self.handle(conn.session.start())
         sender = asyncio.create_task(self._send_loop(), name="speakstream-send")
         receiver = asyncio.create_task(self._receive_loop(), name="speakstream-receive")
         ticker = asyncio.create_task(self._tick_loop(), name="speakstream-tick")
@@ -67,11 +89,12 @@ class ConcurrentMode:
 
     async def handle(self, outputs: list[Output]) -> None:
         ordered, urgent = self.conn.apply(outputs)
-        if ordered or urgent:
-            # Waiting here for room stops reading the socket: the client's own
-            # backpressure. Steps that queue nothing ordered (cancel, ping, errors) only
-            # wait for the urgent lane, so a cancel is read while audio fills the other.
-            await self.conn.outbox.wait_for_room(ordered=ordered, urgent=urgent)
+        # Waiting here for room stops reading the socket: the client's own backpressure.
+        # Steps that queue nothing ordered (cancel, ping, errors) only wait for the urgent
+        # lane, so a cancel is read while audio fills the other.
+        waited = await self.conn.outbox.wait_for_room(ordered=ordered, urgent=urgent)
+        if waited:
+            self.conn.runtime.backpressure_waits += 1
 
     def start_job(self, job: SynthesisJob) -> None:
         task = asyncio.create_task(self.conn.run_job(job), name="speakstream-job")
@@ -79,6 +102,7 @@ class ConcurrentMode:
 
     async def _receive_loop(self) -> None:
         conn = self.conn
+        await self.handle(conn.session.start())
         while conn.close_requested is None:
             message = await conn.read_frame()
             if message is None:
@@ -108,7 +132,7 @@ class ConcurrentMode:
 
 
 class SequentialMode:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Driver) -> None:
         self.conn = conn
         self._jobs: deque[SynthesisJob] = deque()
         self._closed = False

@@ -53,11 +53,14 @@ class Outbox:
             urgent and len(self._urgent) >= self.urgent_size
         )
 
-    async def wait_for_room(self, *, ordered: bool = True, urgent: bool = False) -> None:
-        """Return once the named lanes are below their size."""
+    async def wait_for_room(self, *, ordered: bool = True, urgent: bool = False) -> bool:
+        """Return once the named lanes are below their size; True if that meant waiting."""
+        waited = False
         while self._full(ordered, urgent):
+            waited = True
             self._has_room.clear()
             await self._has_room.wait()
+        return waited
 
     def pop_nowait(self) -> Item | None:
         if self._urgent:

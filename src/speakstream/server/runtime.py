@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speakstream import __version__
 from speakstream.audio.encoders import (
     ENCODINGS,
     FORMATS,
@@ -24,6 +23,7 @@ from speakstream.protocol.outputs import SessionConfig
 from speakstream.scheduler import EnginePool
 from speakstream.segmenter import SegmenterPolicy
 from speakstream.synthesis import Synthesizer
+from speakstream.version import __version__
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class Runtime:
     connections: int = 0
     active_streams: int = 0
     connections_total: int = 0
+    backpressure_waits: int = 0  # times a connection stopped reading: its outbox was full
     shutting_down: bool = False
     owns_engine: bool = True
 
