@@ -61,11 +61,14 @@ def _imports(tree: ast.AST, known: set[str]) -> set[str]:
             return
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("speakstream"))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module.startswith("speakstream"):
-                for alias in node.names:  # `from pkg import submodule` names a module
-                    sub = f"{node.module}.{alias.name}"
-                    found.add(sub if sub in known else node.module)
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and (node.module or "").startswith("speakstream")
+        ):
+            for alias in node.names:  # `from pkg import submodule` names a module
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if sub in known else str(node.module))
         for child in ast.iter_child_nodes(node):
             visit(child)
 
