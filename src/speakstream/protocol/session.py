@@ -55,7 +55,7 @@ from speakstream.protocol.stream import (
     Job,
     JobState,
     JobTiming,
-    StreamFormat,
+    stream_format,
 )
 from speakstream.protocol.timeline import SpokenTimeline, Timed
 from speakstream.segmenter import Segment, Segmenter
@@ -226,52 +226,6 @@ class Session:
             out.append(Send(ErrorMessage.of(limit), urgent=True))
             out.append(Close(CloseCode.POLICY_VIOLATION, "too many protocol errors"))
 
-    def _stream_format(self, message: StartMessage) -> tuple[StreamFormat, int]:
-        """The format a ``start`` asks for, checked against what the server has, and the
-        voice's own rate."""
-        cfg = self.config
-        cid = message.context
-        voice = message.text_option("voice") or cfg.default_voice
-        if voice not in cfg.voices:
-            raise ProtocolError(
-                ErrorCode.UNKNOWN_VOICE,
-                f"unknown voice {voice!r}; available: {', '.join(sorted(cfg.voices))}",
-                cid,
-            )
-        encoding = message.text_option("encoding") or cfg.default_encoding
-        if encoding not in cfg.encodings:
-            raise ProtocolError(
-                ErrorCode.UNSUPPORTED_ENCODING,
-                f"unsupported encoding {encoding!r}; supported: {', '.join(sorted(cfg.encodings))}",
-                cid,
-            )
-        alignment = message.options.get("alignment") is True
-        if alignment and not cfg.word_timings:
-            raise ProtocolError(
-                ErrorCode.ALIGNMENT_UNSUPPORTED,
-                "this engine reports no word timings ('ready' says capabilities.alignment)",
-                cid,
-            )
-        native_hz = cfg.voices[voice]
-        requested_hz = message.number_option("sample_rate_hz")
-        try:
-            rate_hz = cfg.resolve_rate_hz(
-                encoding, None if requested_hz is None else int(requested_hz), native_hz
-            )
-        except ClientVisibleError as error:
-            raise ProtocolError(error.code, error.message, cid) from None
-        speed = message.number_option("speed")
-        volume = message.number_option("volume")
-        fmt = StreamFormat(
-            voice=voice,
-            encoding=encoding,
-            sample_rate_hz=rate_hz,
-            speed=1.0 if speed is None else speed,
-            volume=1.0 if volume is None else volume,
-            alignment=alignment,
-        )
-        return fmt, native_hz
-
     def _new_context(self, message: StartMessage, now_s: float, out: list[Output]) -> ContextStream:
         cfg = self.config
         cid = message.context
@@ -282,7 +236,7 @@ class Session:
                 "end or cancel one first",
                 cid,
             )
-        fmt, native_hz = self._stream_format(message)
+        fmt, native_hz = stream_format(message, cfg)
         policy = apply_chunking(cfg.policy, message.options)
         ctx = ContextStream(cid, self._next_stream, fmt, Segmenter(policy), now_s)
         self._next_stream += 1

@@ -20,9 +20,17 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Any
 
-from speakstream.protocol.errors import ClientVisibleError
+from speakstream.protocol.errors import ClientVisibleError, ErrorCode, ProtocolError
+from speakstream.protocol.messages import StartMessage
 from speakstream.protocol.metrics import ContextMetrics
-from speakstream.protocol.outputs import Audio, CloseStream, Output, Send, SynthesisJob
+from speakstream.protocol.outputs import (
+    Audio,
+    CloseStream,
+    Output,
+    Send,
+    SessionConfig,
+    SynthesisJob,
+)
 from speakstream.protocol.server_messages import (
     Alignment,
     Done,
@@ -78,6 +86,52 @@ class StreamFormat:
     speed: float = 1.0
     volume: float = 1.0
     alignment: bool = False
+
+
+def stream_format(message: StartMessage, cfg: SessionConfig) -> tuple[StreamFormat, int]:
+    """The format a ``start`` asks for, checked against what the server has, and the
+    voice's own rate."""
+    cid = message.context
+    voice = message.text_option("voice") or cfg.default_voice
+    if voice not in cfg.voices:
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_VOICE,
+            f"unknown voice {voice!r}; available: {', '.join(sorted(cfg.voices))}",
+            cid,
+        )
+    encoding = message.text_option("encoding") or cfg.default_encoding
+    if encoding not in cfg.encodings:
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_ENCODING,
+            f"unsupported encoding {encoding!r}; supported: {', '.join(sorted(cfg.encodings))}",
+            cid,
+        )
+    alignment = message.options.get("alignment") is True
+    if alignment and not cfg.word_timings:
+        raise ProtocolError(
+            ErrorCode.ALIGNMENT_UNSUPPORTED,
+            "this engine reports no word timings ('ready' says capabilities.alignment)",
+            cid,
+        )
+    native_hz = cfg.voices[voice]
+    requested_hz = message.number_option("sample_rate_hz")
+    try:
+        rate_hz = cfg.resolve_rate_hz(
+            encoding, None if requested_hz is None else int(requested_hz), native_hz
+        )
+    except ClientVisibleError as error:
+        raise ProtocolError(error.code, error.message, cid) from None
+    speed = message.number_option("speed")
+    volume = message.number_option("volume")
+    fmt = StreamFormat(
+        voice=voice,
+        encoding=encoding,
+        sample_rate_hz=rate_hz,
+        speed=1.0 if speed is None else speed,
+        volume=1.0 if volume is None else volume,
+        alignment=alignment,
+    )
+    return fmt, native_hz
 
 
 class ContextStream:
