@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import av
 import numpy as np
 
-from speakstream.audio.pcm import PcmChunk
+from speakstream.audio.pcm import PcmChunk, float_to_int16
 
 
 class _Sink:
@@ -35,7 +35,7 @@ class _Sink:
 
 
 def _frame(chunk: PcmChunk, pts: int) -> Any:
-    pcm = np.rint(np.clip(chunk.samples, -1.0, 1.0) * 32767.0).astype(np.int16).reshape(1, -1)
+    pcm = float_to_int16(chunk.samples).reshape(1, -1)
     frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
     frame.sample_rate = chunk.sample_rate_hz
     frame.pts = pts

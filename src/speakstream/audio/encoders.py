@@ -12,10 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
-
 from speakstream.audio import g711
-from speakstream.audio.pcm import PcmChunk
+from speakstream.audio.pcm import PcmChunk, float_to_int16
 
 # The rates every PCM-like encoding can be resampled to (plus the voice's own rate).
 SAMPLE_RATES_HZ = frozenset({8000, 16000, 22050, 24000, 44100, 48000})
@@ -35,8 +33,7 @@ class Encoder(Protocol):
 
 
 def _pcm16(chunk: PcmChunk) -> bytes:
-    scaled = np.clip(chunk.samples, -1.0, 1.0) * 32767.0
-    return bytes(np.rint(scaled).astype("<i2").tobytes())
+    return bytes(float_to_int16(chunk.samples).astype("<i2", copy=False).tobytes())
 
 
 class _Stateless:
@@ -177,6 +174,15 @@ FORMATS: dict[str, FormatSpec] = {
 ENCODINGS = tuple(FORMATS)
 
 
+def _spec(encoding: str) -> FormatSpec:
+    spec = FORMATS.get(encoding)
+    if spec is None:
+        raise UnsupportedFormatError(
+            f"unknown encoding {encoding!r}; supported: {', '.join(ENCODINGS)}"
+        )
+    return spec
+
+
 def allowed_rates_hz(encoding: str, voice_rate_hz: int) -> frozenset[int]:
     spec = FORMATS[encoding]
     if spec.rates_hz is not None:
@@ -186,11 +192,7 @@ def allowed_rates_hz(encoding: str, voice_rate_hz: int) -> frozenset[int]:
 
 def resolve_rate_hz(encoding: str, requested_hz: int | None, voice_rate_hz: int) -> int:
     """The output rate for ``encoding``; raises ``UnsupportedFormatError``."""
-    spec = FORMATS.get(encoding)
-    if spec is None:
-        raise UnsupportedFormatError(
-            f"unknown encoding {encoding!r}; supported: {', '.join(ENCODINGS)}"
-        )
+    spec = _spec(encoding)
     allowed = allowed_rates_hz(encoding, voice_rate_hz)
     if requested_hz is None:
         default = spec.default_rate_hz or voice_rate_hz
@@ -204,9 +206,4 @@ def resolve_rate_hz(encoding: str, requested_hz: int | None, voice_rate_hz: int)
 
 
 def create_encoder(encoding: str, sample_rate_hz: int) -> Encoder:
-    spec = FORMATS.get(encoding)
-    if spec is None:
-        raise UnsupportedFormatError(
-            f"unknown encoding {encoding!r}; supported: {', '.join(ENCODINGS)}"
-        )
-    return spec.factory(sample_rate_hz)
+    return _spec(encoding).factory(sample_rate_hz)

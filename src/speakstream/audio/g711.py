@@ -9,21 +9,21 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from speakstream.audio.pcm import FloatArray
+from speakstream.audio.pcm import FloatArray, float_to_int16
 
 _MULAW_BIAS = 0x84
 _MULAW_CLIP = 32635
 _MULAW_SEGMENT_ENDS = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
 
 
-def _to_int16(samples: FloatArray) -> npt.NDArray[np.int32]:
-    pcm: npt.NDArray[np.int32] = np.rint(np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int32)
-    return pcm
+def _to_int32(samples: FloatArray) -> npt.NDArray[np.int32]:
+    """The shared 16-bit conversion, widened so the shifts and negations below cannot wrap."""
+    return float_to_int16(samples).astype(np.int32)
 
 
 def mulaw_encode(samples: FloatArray) -> bytes:
     # 14-bit magnitudes as in the reference implementation (bit-exact with it).
-    pcm = _to_int16(samples) >> 2
+    pcm = _to_int32(samples) >> 2
     mask = np.where(pcm < 0, 0x7F, 0xFF)
     magnitude = np.minimum(np.abs(pcm), _MULAW_CLIP >> 2) + (_MULAW_BIAS >> 2)
     segment = np.searchsorted(_MULAW_SEGMENT_ENDS, magnitude, side="left")
@@ -42,7 +42,7 @@ def mulaw_decode(data: bytes) -> FloatArray:
 
 
 def alaw_encode(samples: FloatArray) -> bytes:
-    pcm = _to_int16(samples) >> 3  # A-law works on 13-bit magnitudes
+    pcm = _to_int32(samples) >> 3  # A-law works on 13-bit magnitudes
     sign = np.where(pcm >= 0, 0x80, 0x00)
     magnitude = np.where(pcm >= 0, pcm, -pcm - 1)
     magnitude = np.minimum(magnitude, 0xFFF)

@@ -1,4 +1,10 @@
-"""The PCM chunk that flows from engines to encoders."""
+"""The PCM chunk that flows from engines to encoders, and its one conversion to 16-bit.
+
+``float_to_int16`` is the only float-to-integer conversion of the audio path (PCM, WAV,
+G.711 and the codecs all start from it): samples clipped to [-1, 1], scaled by 32767 and
+rounded half to even, so +1.0 is 32767, -1.0 is -32767 and the encodings agree sample for
+sample.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,13 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float32]
+Int16Array = npt.NDArray[np.int16]
+
+
+def float_to_int16(samples: FloatArray) -> Int16Array:
+    """16-bit PCM of float samples: clipped to [-1, 1], times 32767, rounded half to even."""
+    pcm: Int16Array = np.rint(np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+    return pcm
 
 
 @dataclass(frozen=True, slots=True)
