@@ -125,7 +125,7 @@ def test_pauses_grow_with_the_boundary_and_none_inside_a_sentence() -> None:
 
 
 def test_a_policy_sets_its_own_pauses() -> None:
-    policy = SeamPolicy(pause_ms={"clause": 77.0})
+    policy = SeamPolicy(clause_pause_ms=77.0)
     samples = burst(lead_ms=100, burst_ms=100, tail_ms=100)
     [clause] = shape([PcmChunk(samples, RATE_HZ)], pause_before="clause", policy=policy)
     [sentence] = shape([PcmChunk(samples, RATE_HZ)], pause_before="sentence", policy=policy)

@@ -129,13 +129,13 @@ class Settings:
         _SEAMS.trim_silence, "trim the engine's silence at segment joins, pause by punctuation"
     )
     clause_pause_ms: float = setting(
-        _SEAMS.pause_for("clause"), "pause after a clause (, ; :) between segments", 0, 5000
+        _SEAMS.clause_pause_ms, "pause after a clause (, ; :) between segments", 0, 5000
     )
     sentence_pause_ms: float = setting(
-        _SEAMS.pause_for("sentence"), "pause after a sentence between segments", 0, 5000
+        _SEAMS.sentence_pause_ms, "pause after a sentence between segments", 0, 5000
     )
     paragraph_pause_ms: float = setting(
-        _SEAMS.pause_for("paragraph"), "pause after a paragraph between segments", 0, 5000
+        _SEAMS.paragraph_pause_ms, "pause after a paragraph between segments", 0, 5000
     )
     max_contexts: int = setting(
         _SESSION.max_contexts, "contexts open at once on one connection", 1, 10_000

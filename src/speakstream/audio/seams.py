@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from speakstream.audio.pcm import FloatArray, PcmChunk
+from speakstream.segmenter import Boundary
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,19 +26,19 @@ class SeamPolicy:
     keep_before_ms: float = 15.0  # silence kept before the first loud sample
     keep_after_ms: float = 40.0  # and after the last (release of the final phoneme)
     fade_ms: float = 4.0
-    pause_ms: dict[str, float] | None = None  # by boundary kind: word, clause, sentence, paragraph
+    # pause put before a segment, by what ended the text before it (none after a word)
+    clause_pause_ms: float = 120.0
+    sentence_pause_ms: float = 250.0
+    paragraph_pause_ms: float = 450.0
 
-    def pause_for(self, boundary: str) -> float:
-        pauses = self.pause_ms or DEFAULT_PAUSES_MS
-        return pauses.get(boundary, 0.0)
-
-
-DEFAULT_PAUSES_MS: dict[str, float] = {
-    "word": 0.0,
-    "clause": 120.0,
-    "sentence": 250.0,
-    "paragraph": 450.0,
-}
+    def pause_for(self, boundary: Boundary) -> float:
+        if boundary is Boundary.CLAUSE:
+            return self.clause_pause_ms
+        if boundary is Boundary.SENTENCE:
+            return self.sentence_pause_ms
+        if boundary is Boundary.PARAGRAPH:
+            return self.paragraph_pause_ms
+        return 0.0
 
 
 def _trim(samples: FloatArray, rate_hz: int, policy: SeamPolicy) -> tuple[FloatArray, int]:
@@ -63,7 +64,7 @@ def _fade(samples: FloatArray, rate_hz: int, fade_ms: float) -> FloatArray:
 def shape_chunks(
     chunks: Iterable[PcmChunk],
     *,
-    pause_before: str,
+    pause_before: Boundary,
     volume: float,
     policy: SeamPolicy,
 ) -> Iterator[PcmChunk]:
@@ -84,7 +85,7 @@ def shape_chunks(
         pause_samples = int(pause_ms * rate / 1000)
         if pause_samples:
             samples = np.concatenate([np.zeros(pause_samples, dtype=np.float32), samples])
-        boundary = "sentence"  # the engine's next chunk is its next sentence
+        boundary = Boundary.SENTENCE  # the engine's next chunk is its next sentence
         if samples.size:
             # Word timings follow the audio: minus what was trimmed, plus the pause.
             shift_ms = 1000.0 * (pause_samples - cut_front) / rate

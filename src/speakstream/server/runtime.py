@@ -44,11 +44,9 @@ def segmenter_policy(settings: Settings) -> SegmenterPolicy:
 def seam_policy(settings: Settings) -> SeamPolicy:
     return SeamPolicy(
         trim_silence=settings.trim_silence,
-        pause_ms={
-            "clause": settings.clause_pause_ms,
-            "sentence": settings.sentence_pause_ms,
-            "paragraph": settings.paragraph_pause_ms,
-        },
+        clause_pause_ms=settings.clause_pause_ms,
+        sentence_pause_ms=settings.sentence_pause_ms,
+        paragraph_pause_ms=settings.paragraph_pause_ms,
     )
 
 
