@@ -131,7 +131,7 @@ def test_a_policy_sets_its_own_pauses() -> None:
     [sentence] = shape([PcmChunk(samples, RATE_HZ)], pause_before="sentence", policy=policy)
     keep = n_samples(policy.keep_before_ms)
     assert first_loud(clause.samples, policy) == n_samples(77) + keep
-    assert first_loud(sentence.samples, policy) == keep  # not named: no pause
+    assert first_loud(sentence.samples, policy) == n_samples(policy.sentence_pause_ms) + keep
 
 
 def test_later_chunks_of_a_segment_follow_a_sentence_end() -> None:

@@ -31,12 +31,12 @@ class SeamPolicy:
     sentence_pause_ms: float = 250.0
     paragraph_pause_ms: float = 450.0
 
-    def pause_for(self, boundary: Boundary) -> float:
-        if boundary is Boundary.CLAUSE:
+    def pause_for(self, boundary: Boundary | str) -> float:
+        if boundary == Boundary.CLAUSE:
             return self.clause_pause_ms
-        if boundary is Boundary.SENTENCE:
+        if boundary == Boundary.SENTENCE:
             return self.sentence_pause_ms
-        if boundary is Boundary.PARAGRAPH:
+        if boundary == Boundary.PARAGRAPH:
             return self.paragraph_pause_ms
         return 0.0
 
@@ -64,12 +64,12 @@ def _fade(samples: FloatArray, rate_hz: int, fade_ms: float) -> FloatArray:
 def shape_chunks(
     chunks: Iterable[PcmChunk],
     *,
-    pause_before: Boundary,
+    pause_before: Boundary | str,
     volume: float,
     policy: SeamPolicy,
 ) -> Iterator[PcmChunk]:
     """Clean each chunk of one segment; ``pause_before`` is the boundary before it."""
-    boundary = pause_before
+    boundary: Boundary | str = pause_before
     for chunk in chunks:
         rate = chunk.sample_rate_hz
         samples = chunk.samples.astype(np.float32, copy=True)
