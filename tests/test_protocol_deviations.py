@@ -121,9 +121,7 @@ async def test_flush_after_end_is_answered(server: RunningServer) -> None:
     received = events(await until(ws, "done"))
     await send(ws, type="ping", id="after")
     received += events(await until(ws, "pong"))
-    answers = [
-        e for e in received if e["type"] == "flushed" or is_error(e, "context_ended")
-    ]
+    answers = [e for e in received if e["type"] == "flushed" or is_error(e, "context_ended")]
     assert len(answers) == 1, f"flush after end answered by {answers}"
     await ws.close()
 
