@@ -20,6 +20,8 @@ from speakstream.engines.base import Engine
 from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
 from speakstream.protocol.server_messages import ErrorMessage
 from speakstream.server.connection import Connection
+from speakstream.server.http_guard import DEFAULT_HEADER_TIMEOUT_S, guarded_http_protocol
+from speakstream.server.log_limits import install_client_fault_filter
 from speakstream.server.runtime import Runtime
 
 _LOGGER = logging.getLogger(__name__)
@@ -80,8 +82,10 @@ def uvicorn_config(
     app: Starlette, settings: Settings, *, port: int | None = None
 ) -> uvicorn.Config:
     """The uvicorn configuration the server runs with (also used by tests and the benchmark)."""
-    return uvicorn.Config(
+    header_timeout_s = getattr(settings, "header_timeout_s", DEFAULT_HEADER_TIMEOUT_S)
+    config = uvicorn.Config(
         app,
+        http=guarded_http_protocol(header_timeout_s, max_pending=settings.max_connections),
         host=settings.host,
         port=settings.port if port is None else port,
         ws="websockets-sansio",
@@ -90,6 +94,8 @@ def uvicorn_config(
         log_level=settings.log_level,
         lifespan="on",
     )
+    install_client_fault_filter()  # after uvicorn's own logging set-up
+    return config
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> Starlette:
