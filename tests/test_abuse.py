@@ -2,8 +2,8 @@
 
 Every test talks to a real server on 127.0.0.1 over real sockets and stops by itself.
 The scripted fake engine makes the audio (these are fault tests, not audio tests), except
-where the defect lives in Piper's handling of the text. A test marked ``xfail(strict)``
-fails on today's code for the defect its reason names; the fix removes the marker.
+where the defect lives in Piper's handling of the text. Each test failed on the code
+before the fix of the defect it names (issue 14, defects 1-3, 5, 6, 8).
 """
 
 from __future__ import annotations
@@ -17,13 +17,11 @@ import socket
 import struct
 import termios
 from collections.abc import Iterator
-from dataclasses import fields
 from typing import Any
 
 import pytest
 import websockets
 
-from speakstream.config import Settings
 from speakstream.engines import Engine
 from tests.conftest import RunningServer, running_server, wait_for
 
@@ -31,18 +29,6 @@ pytestmark = pytest.mark.timeout(120)
 
 LONE_SURROGATE = "\\ud800"  # as written in JSON: an escape that decodes to an unpaired surrogate
 FLOOD_CONTEXT_AUDIO_S = 200  # far more than every buffer between the server and a client
-
-
-def declared(**wanted: Any) -> dict[str, Any]:
-    """The settings among ``wanted`` that ``Settings`` declares.
-
-    Issue 14 adds ``write_timeout_s`` (a client that reads nothing for that long is
-    closed) and ``header_timeout_s`` (a socket that has not sent its request headers by
-    then is closed). Until config.py declares them, the server runs with its defaults and
-    the tests below observe today's behaviour.
-    """
-    names = {f.name for f in fields(Settings)}
-    return {name: value for name, value in wanted.items() if name in names}
 
 
 async def ready_client(server: RunningServer, **options: Any) -> websockets.ClientConnection:
@@ -115,11 +101,6 @@ def abort(ws: websockets.ClientConnection) -> None:
 # --- defect 1: leaked connections ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 1: after a lone-surrogate ping and more pings than the urgent "
-    "lane holds, a normal close is never seen and the connection slot leaks",
-)
 async def test_surrogate_ping_then_pings_then_close_frees_the_slot(
     fake_engine_factory: Any,
 ) -> None:
@@ -133,11 +114,6 @@ async def test_surrogate_ping_then_pings_then_close_frees_the_slot(
         await wait_for(lambda: srv.runtime.connections == 0, timeout_s=20)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 1: a client with a full outbound queue that sends pings and "
-    "drops TCP leaves its receive loop waiting for outbox room forever; the slot leaks",
-)
 async def test_dropped_tcp_with_a_full_outbox_frees_the_slot(fake_engine_factory: Any) -> None:
     async with running_server(flood_engine(fake_engine_factory), max_connections=1) as srv:
         ws = await flooded_client(srv)
@@ -169,11 +145,6 @@ async def stop_reading_server(ws: websockets.ClientConnection) -> None:
 # --- defect 2: one slow reader stalls everyone ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 2: a first segment waiting for outbox room keeps the pool's "
-    "first-segment gate, so other clients' later segments never run and no done comes",
-)
 async def test_a_slow_reader_does_not_stall_other_clients(fake_engine_factory: Any) -> None:
     async with running_server(flood_engine(fake_engine_factory)) as srv:
         slow = await flooded_client(srv)
@@ -201,11 +172,6 @@ async def test_a_slow_reader_does_not_stall_other_clients(fake_engine_factory: A
 # --- defect 3: lone surrogates -------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 3: a lone surrogate kills the send loop; nothing is ever sent "
-    "on the socket again",
-)
 @pytest.mark.parametrize(
     "payload",
     [
@@ -231,13 +197,9 @@ async def test_a_lone_surrogate_gets_an_error_and_the_socket_stays_usable(
 # --- defect 5: clients that never read -----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 5: no write deadline; a client that never reads is never disconnected",
-)
 async def test_a_client_that_never_reads_is_closed_with_1008(fake_engine_factory: Any) -> None:
     engine = flood_engine(fake_engine_factory)
-    async with running_server(engine, **declared(write_timeout_s=1.0)) as srv:
+    async with running_server(engine, write_timeout_s=1.0) as srv:
         ws = await flooded_client(srv)
         try:
             await wait_for(lambda: srv.runtime.connections == 0, timeout_s=20)
@@ -254,11 +216,6 @@ async def test_a_client_that_never_reads_is_closed_with_1008(fake_engine_factory
 # --- defect 6: huge integers ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 6: an integer over 4,300 digits raises ValueError out of "
-    "json.loads: the socket closes with 1011",
-)
 @pytest.mark.parametrize(
     "template",
     [
@@ -333,11 +290,6 @@ async def test_invalid_utf8_frames_log_one_warning_each_and_no_traceback(
     assert len(utf8) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 8: a NUL in text makes Piper fail and the failure is logged "
-    "as an ERROR with a traceback (synthesis_failed)",
-)
 async def test_a_nul_in_text_logs_no_traceback(piper_engine: Engine) -> None:
     async with running_server(piper_engine) as srv:
         ws = await ready_client(srv)

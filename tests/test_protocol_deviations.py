@@ -2,7 +2,7 @@
 
 Each test states the documented behaviour and checks it on the wire. The scripted fake
 engine speaks (these are protocol tests: which frames and events, not how they sound).
-A test marked ``xfail(strict)`` fails on today's code for the deviation its reason names.
+Each test failed on the code before the fix of the deviation it checks.
 """
 
 from __future__ import annotations
@@ -65,11 +65,6 @@ def is_error(event: dict[str, Any], code: str) -> bool:
     return event["type"] == "error" and event["code"] == code
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 9: a wav context ended without text sends its header frame on "
-    "a stream no segment event announced",
-)
 async def test_every_audio_frame_is_on_a_stream_a_segment_announced(server: RunningServer) -> None:
     ws = await ready_client(server)
     await send(ws, type="start", context="w", encoding="wav")
@@ -87,11 +82,6 @@ async def test_every_audio_frame_is_on_a_stream_a_segment_announced(server: Runn
     await ws.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 9: when the final segment is silent, the encoder's tail frame "
-    "carries the previous segment's number",
-)
 @pytest.mark.parametrize("encoding", ["opus", "mp3", "mulaw"])
 async def test_the_last_frame_carries_the_last_segment(
     server: RunningServer, encoding: str
@@ -109,10 +99,6 @@ async def test_the_last_frame_carries_the_last_segment(
     await ws.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 9: a flush after end is dropped silently (no flushed, no error)",
-)
 async def test_flush_after_end_is_answered(server: RunningServer) -> None:
     ws = await ready_client(server)
     await send(ws, type="text", context="f", text="Hello there, how are you today? ")
@@ -126,11 +112,6 @@ async def test_flush_after_end_is_answered(server: RunningServer) -> None:
     await ws.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 9: ping accepts unknown fields (docs: an unknown field is "
-    "invalid_message)",
-)
 async def test_ping_with_an_unknown_field_is_invalid(server: RunningServer) -> None:
     ws = await ready_client(server)
     answer = await answer_to(ws, json.dumps({"type": "ping", "id": 1, "idd": 2}))
@@ -138,11 +119,6 @@ async def test_ping_with_an_unknown_field_is_invalid(server: RunningServer) -> N
     await ws.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 9: null is accepted for optional fields (docs: a wrongly typed "
-    "field is invalid_message)",
-)
 @pytest.mark.parametrize(
     "message",
     [
@@ -161,10 +137,6 @@ async def test_null_for_an_optional_field_is_invalid(
     await ws.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 9: empty text is accepted silently (docs: from one character)",
-)
 async def test_empty_text_is_invalid(server: RunningServer) -> None:
     ws = await ready_client(server)
     answer = await answer_to(ws, json.dumps({"type": "text", "context": "e", "text": ""}))
@@ -172,11 +144,6 @@ async def test_empty_text_is_invalid(server: RunningServer) -> None:
     await ws.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 9: a second cancel of a context gets a second cancelled "
-    "(docs: after cancelled, no event of that context is ever sent)",
-)
 async def test_a_second_cancel_gets_unknown_context(server: RunningServer) -> None:
     ws = await ready_client(server)
     await send(ws, type="text", context="c", text="Hello there, how are you today? ")
@@ -190,16 +157,14 @@ async def test_a_second_cancel_gets_unknown_context(server: RunningServer) -> No
     await ws.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 9: done of an empty context carries null metrics, which the "
-    "protocol does not document",
-)
-async def test_done_of_an_empty_context_has_numeric_metrics(server: RunningServer) -> None:
+async def test_done_of_an_empty_context_has_documented_metrics(server: RunningServer) -> None:
+    # docs/protocol.md: ttfa_ms, first_segment_ms and rtf are null when the context had no
+    # audio, no segment, no audio; everything else is a number.
     ws = await ready_client(server)
     await send(ws, type="start", context="empty")
     await send(ws, type="end", context="empty")
     [*_, done] = events(await until(ws, "done"))
     nulls = sorted(name for name, value in done["metrics"].items() if value is None)
-    assert not nulls, f"null metrics: {nulls}"
+    assert nulls == ["first_segment_ms", "rtf", "ttfa_ms"]
+    assert done["metrics"]["duration_ms"] >= 0 and done["metrics"]["audio_ms"] == 0
     await ws.close()

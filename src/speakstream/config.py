@@ -93,6 +93,12 @@ class Settings:
         0.1,
         3600,
     )
+    header_timeout_s: float = setting(
+        10.0,
+        "seconds a new socket may take to send its HTTP request headers (then 408)",
+        0.1,
+        3600,
+    )
     min_text_length: int = setting(
         _SEGMENTER.min_text_length, "characters in the first segment, at least", 1, 1000
     )

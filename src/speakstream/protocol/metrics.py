@@ -19,10 +19,13 @@ class ContextMetrics:
     queue_ms: float = 0.0
 
     def record(self, now_s: float) -> dict[str, Any]:
+        """The ``done`` metrics: times from the first text (from the context's opening if
+        it had none); a time of something that never happened (no segment, no audio) and
+        the real-time factor of no audio are None (null)."""
+        origin_s = self.created_s if self.first_text_s is None else self.first_text_s
+
         def since_first_text(t: float | None) -> float | None:
-            if t is None or self.first_text_s is None:
-                return None
-            return round(1000.0 * (t - self.first_text_s), 3)
+            return None if t is None else round(1000.0 * (t - origin_s), 3)
 
         return {
             "ttfa_ms": since_first_text(self.first_audio_s),

@@ -20,9 +20,10 @@ from speakstream.engines.base import Engine
 from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
 from speakstream.protocol.server_messages import ErrorMessage
 from speakstream.server.connection import Connection
-from speakstream.server.http_guard import DEFAULT_HEADER_TIMEOUT_S, guarded_http_protocol
+from speakstream.server.http_guard import guarded_http_protocol
 from speakstream.server.log_limits import install_client_fault_filter
 from speakstream.server.runtime import Runtime
+from speakstream.server.ws_protocol import DeadlineWebSocketProtocol
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -82,13 +83,12 @@ def uvicorn_config(
     app: Starlette, settings: Settings, *, port: int | None = None
 ) -> uvicorn.Config:
     """The uvicorn configuration the server runs with (also used by tests and the benchmark)."""
-    header_timeout_s = getattr(settings, "header_timeout_s", DEFAULT_HEADER_TIMEOUT_S)
     config = uvicorn.Config(
         app,
-        http=guarded_http_protocol(header_timeout_s, max_pending=settings.max_connections),
+        http=guarded_http_protocol(settings.header_timeout_s, max_pending=settings.max_connections),
         host=settings.host,
         port=settings.port if port is None else port,
-        ws="websockets-sansio",
+        ws=DeadlineWebSocketProtocol,
         ws_max_size=settings.max_message_bytes,
         ws_per_message_deflate=False,  # compressing PCM costs CPU and latency for little gain
         log_level=settings.log_level,

@@ -161,6 +161,8 @@ class Connection:
         except TimeoutError:
             _LOGGER.warning("closing a connection whose client read nothing for %.1f s", timeout_s)
             self.close_requested = Close(CloseCode.POLICY_VIOLATION, "client does not read")
+            # queued behind the unread data (server.ws_protocol): the client learns why
+            await self.close_socket(CloseCode.POLICY_VIOLATION, "client does not read")
             raise SocketGone from None
         except WebSocketDisconnect:
             raise SocketGone from None

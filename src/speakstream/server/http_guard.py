@@ -31,7 +31,6 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 _LOGGER = logging.getLogger(__name__)
 
-DEFAULT_HEADER_TIMEOUT_S = 10.0
 LINGER_S = 2.0
 
 
@@ -58,9 +57,7 @@ class PendingSockets:
         return self.count >= self.limit
 
 
-def guarded_http_protocol(
-    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S, max_pending: int = 64
-) -> type[asyncio.Protocol]:
+def guarded_http_protocol(header_timeout_s: float, max_pending: int) -> type[asyncio.Protocol]:
     """A uvicorn HTTP protocol class with a header deadline and a bound on pending sockets."""
     if header_timeout_s <= 0:
         raise ValueError("header_timeout_s must be positive")
