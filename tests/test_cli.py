@@ -188,7 +188,16 @@ async def test_errors_say_what_to_do(server: RunningServer, tmp_path: Path) -> N
     )
     assert code == 1 and "cannot tell the format" in err
     code, _, err = await cli(
-        "say", "Hi", "-o", out, "--format", "opus", "--rate", "22050", "--url", server.stream_url
+        "say",
+        "Hi",
+        "-o",
+        str(tmp_path / "x.ogg"),
+        "--format",
+        "opus",
+        "--rate",
+        "22050",
+        "--url",
+        server.stream_url,
     )
     assert code == 1 and "unsupported_sample_rate" in err
     code, _, err = await cli(

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -128,14 +129,39 @@ class Context:
                 self.finished = True
             yield item
 
+    async def drain(
+        self,
+        on_item: Callable[[AudioChunk | Event], None] | None = None,
+        *,
+        raise_errors: bool = True,
+    ) -> Event:
+        """Hand each item to ``on_item`` until ``done`` or ``cancelled``; return that event.
+
+        An ``error`` event raises ``ServerError`` (before ``on_item`` sees it) unless
+        ``raise_errors`` is False; a closed connection raises ``ConnectionClosed``. Nothing
+        is kept here: the caller decides what to hold (``collect`` holds it all).
+        """
+        async for item in self:
+            if raise_errors and isinstance(item, Event) and item.type == "error":
+                raise ServerError(item.data)
+            if on_item is not None:
+                on_item(item)
+            if isinstance(item, Event) and item.type in ("done", "cancelled"):
+                return item
+        raise RuntimeError(f"context {self.id!r} had already finished")
+
     async def collect(self) -> ContextResult:
+        """The whole utterance: audio, chunks and events (errors included, not raised)."""
         chunks: list[AudioChunk] = []
         events: list[Event] = []
-        async for item in self:
+
+        def keep(item: AudioChunk | Event) -> None:
             if isinstance(item, AudioChunk):
                 chunks.append(item)
             else:
                 events.append(item)
+
+        await self.drain(keep, raise_errors=False)
         return ContextResult(b"".join(c.data for c in chunks), chunks, events)
 
 
@@ -238,20 +264,11 @@ class Connection:
 
 DEFAULT_URL = "ws://127.0.0.1:8000/v1/stream"
 
-# The encoding an audio file's suffix names (the CLI's -o and the sync wrapper's save).
-FORMAT_BY_SUFFIX = {
-    ".wav": "wav",
-    ".ogg": "opus",
-    ".opus": "opus",
-    ".mp3": "mp3",
-    ".pcm": "pcm_s16le",
-    ".raw": "pcm_s16le",
-    ".s16": "pcm_s16le",
-    ".f32": "pcm_f32le",
-    ".ulaw": "mulaw",
-    ".mulaw": "mulaw",
-    ".alaw": "alaw",
-}
+
+def default_url(env: Mapping[str, str] | None = None) -> str:
+    """``SPEAKSTREAM_URL`` from the environment, else ``DEFAULT_URL`` (the CLI's and the
+    sync wrapper's default; ``connect`` itself takes the URL it is given)."""
+    return (os.environ if env is None else env).get("SPEAKSTREAM_URL") or DEFAULT_URL
 
 
 class ConnectError(ConnectionError):
@@ -326,7 +343,6 @@ def connect(url: str = DEFAULT_URL, *, open_timeout_s: float = 10.0) -> _Connect
 
 __all__ = [
     "DEFAULT_URL",
-    "FORMAT_BY_SUFFIX",
     "AudioChunk",
     "ConnectError",
     "Connection",
@@ -336,4 +352,5 @@ __all__ = [
     "Event",
     "ServerError",
     "connect",
+    "default_url",
 ]
