@@ -449,3 +449,14 @@ async def test_sync_honours_speakstream_url(
     env = dict(os.environ)
     code, out, _ = await cli("voices", env=env)
     assert code == 0 and "en_US-joe-medium" in out
+
+
+def test_type_file_must_be_utf8_text(tmp_path: Path) -> None:
+    from speakstream.client.text import TextError, read_text_file
+
+    latin = tmp_path / "answer.txt"
+    latin.write_bytes("Voilà.".encode("latin-1"))
+    with pytest.raises(TextError, match=r"answer.txt is not UTF-8 text \(byte 0xe0 after 4"):
+        read_text_file(latin)
+    with pytest.raises(TextError, match="is a directory"):
+        read_text_file(tmp_path)

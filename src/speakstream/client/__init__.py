@@ -324,12 +324,7 @@ class _Connector:
         self._conn = await _open(self._url, self._open_timeout_s)
         return self._conn
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._conn is not None:
             await self._conn.close()
 

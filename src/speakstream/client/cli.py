@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import shutil
 import signal
 import subprocess
@@ -22,7 +21,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from speakstream.client import (
     AudioChunk,
@@ -37,8 +36,8 @@ from speakstream.client import (
 from speakstream.client.duration import AudioClock
 from speakstream.client.files import AudioFile, FileFormatError, encoding_for_path
 from speakstream.client.pacing import SentAt, send_paced, sent_by, tokens, typed
+from speakstream.client.text import TextError, TextSource, read_text_file, require_text
 
-READ_CHARS = 512  # how much text `stream` reads and sends at a time
 AHEAD_CHARS = 4000  # how far `stream` lets the text run ahead of the audio
 EXIT_SIGTERM = 128 + signal.SIGTERM
 EXIT_SIGINT = 128 + signal.SIGINT
@@ -84,90 +83,6 @@ def add_client_commands(commands: Any) -> None:
 
     voices = commands.add_parser("voices", help="list the server's voices and formats")
     common(voices, output=False)
-
-
-# --- text in ---------------------------------------------------------------------------------
-
-
-def _not_utf8(name: str, exc: UnicodeDecodeError, chars_before: int) -> CommandError:
-    byte = exc.object[exc.start] if exc.start < len(exc.object) else None
-    what = f"byte 0x{byte:02x}" if byte is not None else "its end"
-    return CommandError(
-        f"{name} is not UTF-8 text ({what} after {chars_before} characters: {exc.reason}); "
-        "convert it first, e.g. iconv -f latin1 -t utf-8"
-    )
-
-
-def _check_text(name: str, text: str, chars_before: int = 0) -> str:
-    if "\x00" in text:
-        raise CommandError(
-            f"{name} looks like a binary file (a NUL byte after "
-            f"{chars_before + text.index(chr(0))} characters), not text"
-        )
-    return text
-
-
-def _text_file(path: Path) -> Path:
-    if path.is_dir():
-        raise CommandError(f"{path} is a directory, not a text file")
-    if not path.exists():
-        raise CommandError(f"no such file: {path}")
-    return path
-
-
-def read_text_file(path: Path) -> str:
-    """A whole UTF-8 text file (``type --file``), or a ``CommandError`` saying what is wrong."""
-    try:
-        return _check_text(str(path), _text_file(path).read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise _not_utf8(str(path), exc, len(exc.object[: exc.start].decode("utf-8"))) from None
-
-
-class TextSource:
-    """A UTF-8 text read in pieces in a worker thread (a slow pipe never stalls the audio)."""
-
-    def __init__(self, source: str) -> None:
-        if source == "-":
-            self.name = "standard input"
-            stdin = getattr(sys.stdin, "buffer", None)
-            self._handle: IO[str] = (
-                io.TextIOWrapper(stdin, encoding="utf-8") if stdin is not None else sys.stdin
-            )
-            self._owned = False
-        else:
-            self.name = source
-            self._handle = _text_file(Path(source)).open(encoding="utf-8")
-            self._owned = True
-        self.chars_read = 0
-
-    async def read(self) -> str:
-        """The next piece ("" at the end)."""
-        try:
-            piece = await asyncio.to_thread(self._handle.read, READ_CHARS)
-        except UnicodeDecodeError as exc:
-            raise _not_utf8(self.name, exc, self.chars_read) from None
-        _check_text(self.name, piece, self.chars_read)
-        self.chars_read += len(piece)
-        return piece
-
-    async def opening(self) -> list[str]:
-        """The pieces up to the first that is not blank; ``CommandError`` if all are."""
-        pieces: list[str] = []
-        while piece := await self.read():
-            pieces.append(piece)
-            if piece.strip():
-                return pieces
-        raise CommandError(f"nothing to say: {self.name} is empty (or only blank)")
-
-    def close(self) -> None:
-        if self._owned:
-            self._handle.close()
-
-
-def _require_text(text: str) -> str:
-    if not text.strip():
-        raise CommandError("nothing to say: the text is empty (or only blank)")
-    return _check_text("the text", text)
 
 
 # --- audio out -------------------------------------------------------------------------------
@@ -357,7 +272,7 @@ def describe(metrics: dict[str, Any], sink: AudioSink, output: Path | None) -> s
 
 
 async def say(args: argparse.Namespace) -> int:
-    text = _require_text(args.text)
+    text = require_text(args.text)
     async with _session(args) as (ctx, sink):
         await ctx.send(text)
         await ctx.end()
@@ -412,7 +327,7 @@ async def stream(args: argparse.Namespace) -> int:
 async def type_(args: argparse.Namespace) -> int:
     if args.text is None:
         raise CommandError("give the text to type, or --file FILE")
-    text = _require_text(args.text)
+    text = require_text(args.text)
     if args.output is None and not args.play:
         args.format = args.format or "pcm_s16le"  # measure only: audio is discarded
     if args.tps:
@@ -498,7 +413,7 @@ def run_client_command(args: argparse.Namespace) -> int:
         if args.command == "type" and args.text is None and args.file is not None:
             args.text = read_text_file(args.file)
         return asyncio.run(_run(args))
-    except (CommandError, ConnectError) as exc:
+    except (CommandError, TextError, ConnectError) as exc:
         print(f"speakstream {args.command}: {exc}", file=sys.stderr)
         return 1
     except ServerError as exc:
