@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import re
+import signal
 import sys
 import wave
 from pathlib import Path
@@ -29,7 +31,12 @@ MEASURE_RSS = (
 )
 
 
-async def cli(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+async def cli(
+    *args: str,
+    stdin: bytes | None = None,
+    timeout_s: float = 150,
+    env: dict[str, str] | None = None,
+) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -38,8 +45,14 @@ async def cli(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
-    out, err = await asyncio.wait_for(proc.communicate(stdin), 150)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout_s)
+    finally:
+        if proc.returncode is None:  # a hung command fails the test, it is not left running
+            proc.kill()
+            await proc.wait()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -188,7 +201,16 @@ async def test_errors_say_what_to_do(server: RunningServer, tmp_path: Path) -> N
     )
     assert code == 1 and "cannot tell the format" in err
     code, _, err = await cli(
-        "say", "Hi", "-o", out, "--format", "opus", "--rate", "22050", "--url", server.stream_url
+        "say",
+        "Hi",
+        "-o",
+        str(tmp_path / "x.ogg"),
+        "--format",
+        "opus",
+        "--rate",
+        "22050",
+        "--url",
+        server.stream_url,
     )
     assert code == 1 and "unsupported_sample_rate" in err
     code, _, err = await cli(
@@ -217,3 +239,224 @@ async def test_top_level_connect_is_an_async_context_manager(server: RunningServ
 
     async with speakstream.connect(server.stream_url) as conn:
         assert conn.ready["type"] == "ready"
+
+
+# --- regressions (issue 14) -------------------------------------------------------------------
+
+
+def no_files_but(tmp_path: Path, *names: str) -> list[str]:
+    """What the command left in tmp_path, beyond the inputs ``names``."""
+    return sorted(p.name for p in tmp_path.iterdir() if p.name not in names)
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["Café crème, s'il vous plaît. ".encode("latin-1") * 40, bytes(range(256)) * 8],
+    ids=["latin-1", "binary"],
+)
+async def test_stream_refuses_a_file_that_is_not_utf8(
+    server: RunningServer, tmp_path: Path, content: bytes
+) -> None:
+    source = tmp_path / "story.txt"
+    source.write_bytes(content)
+    code, _, err = await cli(
+        "stream",
+        str(source),
+        "-o",
+        str(tmp_path / "out.wav"),
+        "--url",
+        server.stream_url,
+        timeout_s=60,
+    )
+    assert code == 1, err
+    assert "story.txt" in err and ("UTF-8" in err or "binary" in err), err
+    assert "Traceback" not in err
+    assert no_files_but(tmp_path, "story.txt") == []
+
+
+async def test_stream_refuses_a_file_that_turns_bad_after_a_good_start(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    source = tmp_path / "story.txt"
+    source.write_bytes(b"A fine start. " * 200 + "Caf\xe9.".encode("latin-1"))
+    code, _, err = await cli(
+        "stream",
+        str(source),
+        "-o",
+        str(tmp_path / "out.ogg"),
+        "--quiet",
+        "--url",
+        server.stream_url,
+        timeout_s=60,
+    )
+    assert code == 1 and "story.txt is not UTF-8" in err and "0xe9" in err, err
+    assert no_files_but(tmp_path, "story.txt") == []
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t "])
+async def test_say_nothing_is_an_error_and_writes_no_file(
+    server: RunningServer, tmp_path: Path, text: str
+) -> None:
+    code, _, err = await cli("say", text, "-o", str(tmp_path / "x.wav"), "--url", server.stream_url)
+    assert code == 1 and "nothing to say" in err and "Traceback" not in err, err
+    assert no_files_but(tmp_path) == []
+
+
+async def test_stream_an_empty_file_is_an_error_and_writes_no_file(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    (tmp_path / "empty.txt").write_text("\n\n  \n")
+    code, _, err = await cli(
+        "stream",
+        str(tmp_path / "empty.txt"),
+        "-o",
+        str(tmp_path / "x.mp3"),
+        "--url",
+        server.stream_url,
+    )
+    assert code == 1 and "nothing to say" in err and "empty.txt" in err, err
+    assert no_files_but(tmp_path, "empty.txt") == []
+
+
+async def test_stream_a_directory_says_it_is_a_directory(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    code, _, err = await cli(
+        "stream", str(tmp_path), "-o", str(tmp_path / "x.wav"), "--url", server.stream_url
+    )
+    assert code == 1 and "is a directory" in err and "no such file" not in err, err
+
+
+async def _stream_until_audio(server: RunningServer, tmp_path: Path) -> asyncio.subprocess.Process:
+    """A long ``stream`` run, returned once its partial file holds audio."""
+    source = tmp_path / "long.txt"
+    source.write_text("The quick brown fox jumps over the lazy dog. " * 400)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "speakstream",
+        "stream",
+        str(source),
+        "-o",
+        str(tmp_path / "long.wav"),
+        "--url",
+        server.stream_url,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    partial = tmp_path / "long.wav.part"
+    async with asyncio.timeout(60):
+        while not (partial.exists() and partial.stat().st_size > 44):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    return proc
+
+
+async def test_sigterm_removes_the_partial_file(server: RunningServer, tmp_path: Path) -> None:
+    proc = await _stream_until_audio(server, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()
+    assert no_files_but(tmp_path, "long.txt") == []
+
+
+async def test_ctrl_c_ends_the_progress_line_and_removes_the_partial_file(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    proc = await _stream_until_audio(server, tmp_path)
+    proc.send_signal(signal.SIGINT)
+    _, raw = await asyncio.wait_for(proc.communicate(), 60)
+    err = raw.decode()
+    assert proc.returncode == 130, err
+    assert "sent " in err  # the progress line was showing
+    last_progress = err.rsplit("\r", 1)[-1]
+    assert "\n" in last_progress and last_progress.endswith("interrupted\n"), repr(err[-200:])
+    assert no_files_but(tmp_path, "long.txt") == []
+
+
+async def test_a_format_that_contradicts_the_suffix_is_refused(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    code, _, err = await cli(
+        "say",
+        "Hello.",
+        "--format",
+        "opus",
+        "-o",
+        str(tmp_path / "x.mp3"),
+        "--url",
+        server.stream_url,
+    )
+    assert code == 1 and "x.mp3" in err and "opus" in err, err
+    assert no_files_but(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["book.mp3", "book.ogg"])
+async def test_stream_progress_counts_compressed_audio(
+    server: RunningServer, tmp_path: Path, name: str
+) -> None:
+    source = tmp_path / "book.txt"
+    source.write_text("Compressed audio has a duration too. " * 6)
+    code, _, err = await cli(
+        "stream", str(source), "-o", str(tmp_path / name), "--url", server.stream_url
+    )
+    assert code == 0, err
+    shown = [float(m) for m in re.findall(r"([\d.]+) s audio", err)]
+    assert shown and shown[-1] == pytest.approx(reported_audio_s(err), rel=0.1), err
+
+
+def test_the_closing_line_survives_null_metrics(tmp_path: Path) -> None:
+    from speakstream.client.cli import AudioSink, describe
+
+    sink = AudioSink(None, "pcm_s16le", 22050, play=False)
+    metrics = {"ttfa_ms": None, "rtf": None, "audio_ms": None, "first_segment_ms": None}
+    line = describe(metrics, sink, None)
+    assert "0.00 s of audio" in line and "n/a" in line
+
+
+async def test_serve_help_shows_each_default() -> None:
+    from speakstream.config import KEYS
+
+    code, out, _ = await cli("serve", "--help")
+    assert code == 0
+    options = " ".join(out.split()).split(" settings (", 1)[1]
+    starts = [  # where each setting's entry begins, in declaration order
+        re.search(rf" {re.escape(key.flag)}[ ,]", options).start()  # type: ignore[union-attr]
+        for key in KEYS
+    ]
+    for key, start, end in zip(KEYS, starts, [*starts[1:], len(options)], strict=True):
+        assert "(default: " in options[start:end], (key.flag, options[start:end])
+
+
+async def test_sync_save_writes_real_wav_sizes(server: RunningServer, tmp_path: Path) -> None:
+    from speakstream.client.sync import save
+
+    path = tmp_path / "sync.wav"
+    speech = await asyncio.to_thread(save, "Sizes in the header.", path, url=server.stream_url)
+    with wave.open(str(path)) as wav:
+        seconds = wav.getnframes() / wav.getframerate()
+    assert seconds == pytest.approx(speech.metrics["audio_ms"] / 1000, rel=0.01)
+
+
+async def test_sync_honours_speakstream_url(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from speakstream.client.sync import speak
+
+    monkeypatch.setenv("SPEAKSTREAM_URL", server.stream_url)
+    speech = await asyncio.to_thread(speak, "From the environment.")
+    assert speech.metrics["audio_ms"] > 0
+    # the command line reads the same variable
+    env = dict(os.environ)
+    code, out, _ = await cli("voices", env=env)
+    assert code == 0 and "en_US-joe-medium" in out
+
+
+def test_type_file_must_be_utf8_text(tmp_path: Path) -> None:
+    from speakstream.client.text import TextError, read_text_file
+
+    latin = tmp_path / "answer.txt"
+    latin.write_bytes("Voilà.".encode("latin-1"))
+    with pytest.raises(TextError, match=r"answer.txt is not UTF-8 text \(byte 0xe0 after 4"):
+        read_text_file(latin)
+    with pytest.raises(TextError, match="is a directory"):
+        read_text_file(tmp_path)

@@ -1,19 +1,11 @@
 from __future__ import annotations
 
-import socket
-
 import pytest
 
+from speakstream.bench.common import free_port
 from speakstream.client import ServerError, connect
 from speakstream.engines import Engine
 from tests.conftest import running_server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def test_server_not_running_says_how_to_start_one() -> None:

@@ -10,22 +10,33 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from speakstream import __version__
-from speakstream.cli_client import COMMANDS, add_client_commands, run_client_command
+from speakstream.bench import BENCHMARKS, DEFAULT_BENCHMARK, load_benchmark, load_table
+from speakstream.client.cli import COMMANDS, add_client_commands, run_client_command
 from speakstream.config import KEYS, ConfigError, Settings, load_settings
 from speakstream.engines.base import EngineLoadError
+from speakstream.version import __version__
+
+
+def _shown_default(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None or value == "":
+        return "none"
+    return str(value)
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (override the config file and SPEAKSTREAM_* env)")
     for key in KEYS:
+        # default=None: a flag left out must not override the config file or the env.
+        help_text = f"{key.help} (default: {_shown_default(key.default)})".replace("%", "%%")
         if key.kind is bool:
             group.add_argument(
                 key.flag,
                 dest=key.attr,
                 action=argparse.BooleanOptionalAction,
                 default=None,
-                help=key.help,
+                help=help_text,
             )
         else:
             group.add_argument(
@@ -33,7 +44,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
                 dest=key.attr,
                 default=None,
                 metavar=key.kind.__name__.upper(),
-                help=key.help,
+                help=help_text,
             )
 
 
@@ -50,9 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_client_commands(commands)
 
-    bench = commands.add_parser("bench", help="run the latency benchmark (see bench/README)")
+    bench = commands.add_parser("bench", help="run a benchmark (see bench/README.md)")
+    bench.add_argument(
+        "benchmark",
+        nargs="?",
+        choices=list(BENCHMARKS),
+        help=f"which one (default: {DEFAULT_BENCHMARK})",
+    )
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
-    bench.add_argument("--audio", action="store_true", help="the encoder benchmark instead")
+    bench.add_argument("--audio", action="store_true", help="the same as `bench encoders`")
     bench.add_argument("--table", type=Path, help="print the README table of a results file")
     bench.add_argument("--output", type=Path, default=None, help="results JSON file")
     return parser
@@ -76,6 +93,24 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+def bench(args: argparse.Namespace) -> int:
+    """``bench [NAME] [--quick] [--output FILE] [--table FILE]``; ``--audio`` = ``encoders``."""
+    name = args.benchmark or ("encoders" if args.audio else DEFAULT_BENCHMARK)
+    if args.audio and name != "encoders":
+        print(f"speakstream bench: --audio means `encoders`, not {name!r}", file=sys.stderr)
+        return 2
+    if args.table:
+        import json
+
+        table = load_table(name)
+        if table is None:
+            print(f"speakstream bench: the {name} benchmark has no table", file=sys.stderr)
+            return 2
+        print(table(json.loads(args.table.read_text())))
+        return 0
+    return load_benchmark(name)(quick=args.quick, output=args.output)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -84,20 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in COMMANDS:
             return run_client_command(args)
         if args.command == "bench":
-            if args.table:
-                import json
-
-                from speakstream.bench import markdown_table
-
-                print(markdown_table(json.loads(args.table.read_text())))
-                return 0
-            if args.audio:
-                from speakstream.bench_audio import run_audio_bench
-
-                return run_audio_bench(quick=args.quick, output=args.output)
-            from speakstream.bench import run_bench
-
-            return int(run_bench(quick=args.quick, output=args.output))
+            return bench(args)
     except (ConfigError, EngineLoadError) as exc:
         print(f"speakstream: {exc}", file=sys.stderr)
         return 2

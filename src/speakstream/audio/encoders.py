@@ -14,12 +14,13 @@ from typing import Protocol
 
 from speakstream.audio import g711
 from speakstream.audio.pcm import PcmChunk, float_to_int16
+from speakstream.protocol.errors import SpeakstreamError
 
 # The rates every PCM-like encoding can be resampled to (plus the voice's own rate).
 SAMPLE_RATES_HZ = frozenset({8000, 16000, 22050, 24000, 44100, 48000})
 
 
-class UnsupportedFormatError(ValueError):
+class UnsupportedFormatError(SpeakstreamError, ValueError):
     """An encoding or sample rate this server cannot produce."""
 
 
@@ -127,6 +128,7 @@ class FormatSpec:
     content_type: str
     heavy: bool  # encode in a worker thread, not on the event loop
     bytes_per_sample: int | None = None  # PCM-like payloads; None: compressed
+    suffixes: tuple[str, ...] = ()  # file names that hold this format (".wav"), lower case
 
 
 def _lazy(module: str, name: str) -> Callable[[int], Encoder]:
@@ -147,11 +149,33 @@ _CODECS = "speakstream.audio.codecs"
 FORMATS: dict[str, FormatSpec] = {
     spec.encoding: spec
     for spec in (
-        FormatSpec("pcm_s16le", PcmS16Encoder, None, None, "audio/pcm;encoding=s16le", False, 2),
-        FormatSpec("pcm_f32le", PcmF32Encoder, None, None, "audio/pcm;encoding=f32le", False, 4),
-        FormatSpec("mulaw", MulawEncoder, _TELEPHONY_RATES, 8000, "audio/basic", False, 1),
-        FormatSpec("alaw", AlawEncoder, _TELEPHONY_RATES, 8000, "audio/x-alaw-basic", False, 1),
-        FormatSpec("wav", WavEncoder, None, None, "audio/wav", False, 2),
+        FormatSpec(
+            "pcm_s16le",
+            PcmS16Encoder,
+            None,
+            None,
+            "audio/pcm;encoding=s16le",
+            False,
+            2,
+            (".pcm", ".raw", ".s16"),
+        ),
+        FormatSpec(
+            "pcm_f32le", PcmF32Encoder, None, None, "audio/pcm;encoding=f32le", False, 4, (".f32",)
+        ),
+        FormatSpec(
+            "mulaw",
+            MulawEncoder,
+            _TELEPHONY_RATES,
+            8000,
+            "audio/basic",
+            False,
+            1,
+            (".ulaw", ".mulaw"),
+        ),
+        FormatSpec(
+            "alaw", AlawEncoder, _TELEPHONY_RATES, 8000, "audio/x-alaw-basic", False, 1, (".alaw",)
+        ),
+        FormatSpec("wav", WavEncoder, None, None, "audio/wav", False, 2, (".wav",)),
         FormatSpec(
             "opus",
             _lazy(_CODECS, "OggOpusEncoder"),
@@ -159,6 +183,7 @@ FORMATS: dict[str, FormatSpec] = {
             48000,
             "audio/ogg;codecs=opus",
             True,
+            suffixes=(".ogg", ".opus"),
         ),
         FormatSpec(
             "opus_packets",
@@ -168,7 +193,15 @@ FORMATS: dict[str, FormatSpec] = {
             "audio/opus",
             True,
         ),
-        FormatSpec("mp3", _lazy(_CODECS, "Mp3Encoder"), _MP3_RATES, None, "audio/mpeg", True),
+        FormatSpec(
+            "mp3",
+            _lazy(_CODECS, "Mp3Encoder"),
+            _MP3_RATES,
+            None,
+            "audio/mpeg",
+            True,
+            suffixes=(".mp3",),
+        ),
     )
 }
 ENCODINGS = tuple(FORMATS)
@@ -181,6 +214,12 @@ def _spec(encoding: str) -> FormatSpec:
             f"unknown encoding {encoding!r}; supported: {', '.join(ENCODINGS)}"
         )
     return spec
+
+
+def encoding_for_suffix(suffix: str) -> str | None:
+    """The encoding a file suffix (".mp3", any case) names, or None when none does."""
+    wanted = suffix.lower()
+    return next((spec.encoding for spec in FORMATS.values() if wanted in spec.suffixes), None)
 
 
 def allowed_rates_hz(encoding: str, voice_rate_hz: int) -> frozenset[int]:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -27,6 +28,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus, InvalidURI
 
+from speakstream.protocol.errors import SpeakstreamError
 from speakstream.protocol.frames import unpack_audio_frame
 from speakstream.protocol.messages import DEFAULT_CONTEXT
 
@@ -55,7 +57,7 @@ class Event:
         return value if isinstance(value, str) else None
 
 
-class ServerError(Exception):
+class ServerError(SpeakstreamError):
     def __init__(self, data: dict[str, Any]) -> None:
         super().__init__(f"{data.get('code')}: {data.get('message')}")
         self.code = str(data.get("code"))
@@ -64,7 +66,7 @@ class ServerError(Exception):
         self.retryable = bool(data.get("retryable"))
 
 
-class ConnectionClosed(Exception):
+class ConnectionClosed(SpeakstreamError):
     """The server closed the connection (``code``, ``reason``)."""
 
     def __init__(self, code: int | None, reason: str) -> None:
@@ -128,14 +130,39 @@ class Context:
                 self.finished = True
             yield item
 
+    async def drain(
+        self,
+        on_item: Callable[[AudioChunk | Event], None] | None = None,
+        *,
+        raise_errors: bool = True,
+    ) -> Event:
+        """Hand each item to ``on_item`` until ``done`` or ``cancelled``; return that event.
+
+        An ``error`` event raises ``ServerError`` (before ``on_item`` sees it) unless
+        ``raise_errors`` is False; a closed connection raises ``ConnectionClosed``. Nothing
+        is kept here: the caller decides what to hold (``collect`` holds it all).
+        """
+        async for item in self:
+            if raise_errors and isinstance(item, Event) and item.type == "error":
+                raise ServerError(item.data)
+            if on_item is not None:
+                on_item(item)
+            if isinstance(item, Event) and item.type in ("done", "cancelled"):
+                return item
+        raise RuntimeError(f"context {self.id!r} had already finished")
+
     async def collect(self) -> ContextResult:
+        """The whole utterance: audio, chunks and events (errors included, not raised)."""
         chunks: list[AudioChunk] = []
         events: list[Event] = []
-        async for item in self:
+
+        def keep(item: AudioChunk | Event) -> None:
             if isinstance(item, AudioChunk):
                 chunks.append(item)
             else:
                 events.append(item)
+
+        await self.drain(keep, raise_errors=False)
         return ContextResult(b"".join(c.data for c in chunks), chunks, events)
 
 
@@ -238,23 +265,14 @@ class Connection:
 
 DEFAULT_URL = "ws://127.0.0.1:8000/v1/stream"
 
-# The encoding an audio file's suffix names (the CLI's -o and the sync wrapper's save).
-FORMAT_BY_SUFFIX = {
-    ".wav": "wav",
-    ".ogg": "opus",
-    ".opus": "opus",
-    ".mp3": "mp3",
-    ".pcm": "pcm_s16le",
-    ".raw": "pcm_s16le",
-    ".s16": "pcm_s16le",
-    ".f32": "pcm_f32le",
-    ".ulaw": "mulaw",
-    ".mulaw": "mulaw",
-    ".alaw": "alaw",
-}
+
+def default_url(env: Mapping[str, str] | None = None) -> str:
+    """``SPEAKSTREAM_URL`` from the environment, else ``DEFAULT_URL`` (the CLI's and the
+    sync wrapper's default; ``connect`` itself takes the URL it is given)."""
+    return (os.environ if env is None else env).get("SPEAKSTREAM_URL") or DEFAULT_URL
 
 
-class ConnectError(ConnectionError):
+class ConnectError(SpeakstreamError, ConnectionError):
     """No speakstream server could be reached at the URL; the message says what to do."""
 
 
@@ -307,12 +325,7 @@ class _Connector:
         self._conn = await _open(self._url, self._open_timeout_s)
         return self._conn
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._conn is not None:
             await self._conn.close()
 
@@ -326,7 +339,6 @@ def connect(url: str = DEFAULT_URL, *, open_timeout_s: float = 10.0) -> _Connect
 
 __all__ = [
     "DEFAULT_URL",
-    "FORMAT_BY_SUFFIX",
     "AudioChunk",
     "ConnectError",
     "Connection",
@@ -336,4 +348,5 @@ __all__ = [
     "Event",
     "ServerError",
     "connect",
+    "default_url",
 ]

@@ -3,6 +3,10 @@
 from speakstream.client.sync import speak, save
 speech = speak("Hello there.")                 # PCM s16le at the voice's rate
 save("Hello there.", "hello.ogg")             # format from the suffix
+
+The server is ``url``, else ``SPEAKSTREAM_URL``, else ``ws://127.0.0.1:8000/v1/stream``
+(as the command line). ``save`` writes through ``AudioFile``: a complete file or none,
+and a WAV file with its real sizes in the header.
 """
 
 from __future__ import annotations
@@ -12,14 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speakstream.client import (
-    DEFAULT_URL,
-    FORMAT_BY_SUFFIX,
-    AudioChunk,
-    Event,
-    ServerError,
-    connect,
-)
+from speakstream.client import AudioChunk, Event, connect, default_url
+from speakstream.client.files import AudioFile, encoding_for_path
 
 
 @dataclass
@@ -41,30 +39,32 @@ async def _speak(text: str, url: str, start: dict[str, Any]) -> Speech:
         await ctx.end()
         audio: list[bytes] = []
         segments: list[dict[str, Any]] = []
-        async for item in ctx:
+
+        def keep(item: AudioChunk | Event) -> None:
             if isinstance(item, AudioChunk):
                 audio.append(item.data)
-            elif isinstance(item, Event):
-                if item.type == "error":
-                    raise ServerError(item.data)
-                if item.type == "segment":
-                    segments.append(item.data)
-                if item.type == "done":
-                    return Speech(b"".join(audio), encoding, rate, item.data["metrics"], segments)
-    raise ConnectionError("the connection ended before the utterance was done")
+            elif item.type == "segment":
+                segments.append(item.data)
+
+        end = await ctx.drain(keep)
+        if end.type != "done":
+            raise ConnectionError(f"the utterance ended with {end.type!r}, not 'done'")
+        return Speech(b"".join(audio), encoding, rate, end.data["metrics"], segments)
 
 
-def speak(text: str, *, url: str = DEFAULT_URL, **start: Any) -> Speech:
+def speak(text: str, *, url: str | None = None, **start: Any) -> Speech:
     """Speak ``text``; ``start`` takes the ``start`` message's options (voice, encoding,
     sample_rate_hz, speed, volume, ...). Not for use inside a running event loop."""
-    return asyncio.run(_speak(text, url, start))
+    return asyncio.run(_speak(text, url or default_url(), start))
 
 
-def save(text: str, path: str | Path, *, url: str = DEFAULT_URL, **start: Any) -> Speech:
+def save(text: str, path: str | Path, *, url: str | None = None, **start: Any) -> Speech:
     """Speak ``text`` into a file whose suffix picks the format (as the CLI's ``-o``;
-    an unknown suffix gets WAV)."""
+    an unknown suffix gets WAV). An ``encoding`` that the suffix contradicts raises
+    ``FileFormatError`` (a ``ValueError``) before anything is sent."""
     target = Path(path)
-    start.setdefault("encoding", FORMAT_BY_SUFFIX.get(target.suffix.lower(), "wav"))
+    start["encoding"] = encoding_for_path(target, start.get("encoding"), default="wav")
     speech = speak(text, url=url, **start)
-    target.write_bytes(speech.audio)
+    with AudioFile(target, speech.encoding) as out:
+        out.write(speech.audio)
     return speech

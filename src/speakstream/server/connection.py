@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from starlette.websockets import WebSocketDisconnect
 
-from speakstream.protocol.errors import CloseCode, EncodingError, SynthesisError
+from speakstream.protocol.errors import CloseCode, EncodingError, SpeakstreamError, SynthesisError
 from speakstream.protocol.outputs import (
     Audio,
     CancelJobs,
@@ -58,7 +58,7 @@ class Socket(Protocol):
     async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
 
 
-class SocketGone(Exception):
+class SocketGone(SpeakstreamError):
     """The socket cannot carry more: closed, broken, or a client that stopped reading."""
 
 

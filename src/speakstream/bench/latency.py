@@ -1,4 +1,4 @@
-"""Latency benchmark: ``speakstream bench`` (or ``python -m speakstream bench``).
+"""Latency benchmark: ``speakstream bench [latency]`` (or ``python -m speakstream bench``).
 
 In one run on this machine it measures, against a real server process on 127.0.0.1:
 
@@ -24,22 +24,19 @@ Each percentile is over all trials; results go to ``bench/results/latency.json``
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speakstream import __version__
-from speakstream.client import AudioChunk, Connection, Event, connect
+from speakstream.bench.common import percentiles, server_process, write_results
+from speakstream.client import AudioChunk, Connection, Event, ServerError, connect
+from speakstream.client.pacing import Piece, SentAt, send_paced, sent_by, tokens, typed
+from speakstream.version import __version__
 
 SAMPLE_RATE_HZ = 22050
 BYTES_PER_SAMPLE = 2
@@ -81,119 +78,42 @@ class Scenario:
     trials: list[Trial] = field(default_factory=list)
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    ordered = sorted(values)
-
-    def pct(p: float) -> float:
-        k = (len(ordered) - 1) * p / 100.0
-        lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-        return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-    return {
-        "p50": round(pct(50), 2),
-        "p95": round(pct(95), 2),
-        "p99": round(pct(99), 2),
-        "mean": round(statistics.fmean(ordered), 2),
-        "n": len(ordered),
-    }
+def typing_messages(text: str) -> list[Piece]:
+    return typed(text, TYPING_CHARS_PER_S)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def llm_messages(text: str) -> list[Piece]:
+    return tokens(text, LLM_TOKENS_PER_S)
 
 
-@contextlib.asynccontextmanager
-async def server_process(*flags: str) -> AsyncIterator[str]:
-    """A real server in its own process (its own GIL), on a free loopback port."""
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "speakstream",
-        "serve",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        *flags,
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"ws://127.0.0.1:{port}/v1/stream"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                conn = await connect(url, open_timeout_s=2)
-                await conn.close()
-                break
-            except OSError:
-                if proc.returncode is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the benchmark server did not start") from None
-                await asyncio.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+def paragraph_messages(_: str) -> list[Piece]:
+    return [(PARAGRAPH, 0.0)]
 
 
-def typing_messages(text: str) -> Iterator[tuple[str, float]]:
-    for ch in text:
-        yield ch, 1.0 / TYPING_CHARS_PER_S
-
-
-def llm_messages(text: str) -> Iterator[tuple[str, float]]:
-    words = text.split(" ")
-    for i, word in enumerate(words):
-        yield (word if i == 0 else " " + word), 1.0 / LLM_TOKENS_PER_S
-
-
-def paragraph_messages(_: str) -> Iterator[tuple[str, float]]:
-    yield PARAGRAPH, 0.0
-
-
-async def run_trial(conn: Connection, context: str, messages: list[tuple[str, float]]) -> Trial:
+async def run_trial(conn: Connection, context: str, messages: list[Piece]) -> Trial:
     ctx = conn.context(context)
-    sent_at: list[tuple[int, float]] = []  # (end offset after this message, send time)
-    offset = 0
-
-    async def send_all() -> None:
-        nonlocal offset
-        next_at = time.perf_counter()
-        for text, gap_s in messages:
-            delay = next_at - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            offset += len(text)
-            sent_at.append((offset, time.perf_counter()))
-            await ctx.send(text)
-            next_at += gap_s
-        await ctx.end()
-
-    sender = asyncio.create_task(send_all())
+    sent_at: SentAt = []  # (end offset after this message, send time)
+    sender = asyncio.create_task(send_paced(ctx, messages, sent_at))
     chunks: list[AudioChunk] = []
     first_segment: dict[str, Any] | None = None
-    async for item in ctx:
+
+    def keep(item: AudioChunk | Event) -> None:
+        nonlocal first_segment
         if isinstance(item, AudioChunk):
             chunks.append(item)
-        elif isinstance(item, Event):
-            if item.type == "segment" and first_segment is None:
-                first_segment = item.data
-            if item.type == "error":
-                raise RuntimeError(f"server error during benchmark: {item.data}")
+        elif item.type == "segment" and first_segment is None:
+            first_segment = item.data
+
+    try:
+        await ctx.drain(keep)
+    except ServerError as exc:
+        raise RuntimeError(f"server error during benchmark: {exc.args[0]}") from None
     await sender
     if not chunks or first_segment is None:
         raise RuntimeError("no audio received")
     start_s = sent_at[0][1]
-    trigger_s = next(t for end, t in sent_at if end >= first_segment["end"])
+    trigger_s = sent_by(sent_at, first_segment["end"])
+    assert trigger_s is not None
     first_s = chunks[0].received_s
     played_ms = 0.0
     underrun_ms = 0.0
@@ -219,7 +139,7 @@ async def run_modes(urls: dict[str, str], trials: int) -> dict[str, dict[str, Sc
     """Every trial runs on each server in turn (alternating which goes first), so drift of
     the machine over the run (clock speed, caches, other load) weighs on both alike."""
     results = {mode: {name: Scenario(name) for name in SCENARIOS} for mode in urls}
-    makers: dict[str, Callable[[str], Iterator[tuple[str, float]]]] = {
+    makers: dict[str, Callable[[str], list[Piece]]] = {
         "typing_12cps": typing_messages,
         "llm_30tps": llm_messages,
         "paragraph": paragraph_messages,
@@ -231,7 +151,7 @@ async def run_modes(urls: dict[str, str], trials: int) -> dict[str, dict[str, Sc
             sentence = SENTENCES[i % len(SENTENCES)]
             for name, make in makers.items():
                 for mode in order:
-                    trial = await run_trial(conns[mode], f"{name}-{i}", list(make(sentence)))
+                    trial = await run_trial(conns[mode], f"{name}-{i}", make(sentence))
                     results[mode][name].trials.append(trial)
     finally:
         for conn in conns.values():
@@ -240,7 +160,7 @@ async def run_modes(urls: dict[str, str], trials: int) -> dict[str, dict[str, Sc
     async def one_client(url: str, k: int, i: int) -> Trial:
         async with await connect(url) as conn:
             sentence = SENTENCES[(i + k) % len(SENTENCES)]
-            return await run_trial(conn, f"c{k}", list(llm_messages(sentence)))
+            return await run_trial(conn, f"c{k}", llm_messages(sentence))
 
     for i in range(max(1, trials // 2)):
         for mode in list(urls) if i % 2 == 0 else list(reversed(urls)):
@@ -386,7 +306,7 @@ SCENARIO_NAMES = {
 
 
 def markdown_table(results: dict[str, Any]) -> str:
-    """The README's table, from a results file (``speakstream bench --table FILE``)."""
+    """The README's table, from a results file (``speakstream bench latency --table FILE``)."""
     floor = results["engine_floor_ms"]
 
     def trio(p: dict[str, float]) -> str:
@@ -414,12 +334,9 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_bench(quick: bool = False, output: Path | None = None) -> int:
+def run(*, quick: bool = False, output: Path | None = None) -> int:
     trials = 4 if quick else 24
     results = asyncio.run(bench_async(trials))
     print_report(results)
-    path = output or Path("bench/results/latency.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nresults written to {path}")
+    write_results(results, output, "bench/results/latency.json")
     return 0

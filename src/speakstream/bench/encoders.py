@@ -1,4 +1,4 @@
-"""Encoder benchmark: ``speakstream bench --audio``.
+"""Encoder benchmark: ``speakstream bench encoders`` (or its old name, ``bench --audio``).
 
 For every output format, on real Piper speech, in one run:
 
@@ -16,14 +16,13 @@ Results go to ``bench/results/encoders.json``.
 from __future__ import annotations
 
 import io
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from speakstream.audio.encoders import FORMATS, resolve_rate_hz
 from speakstream.audio.pipeline import StreamPipeline
-from speakstream.bench import percentiles
+from speakstream.bench.common import percentiles, write_results
 
 CASES: list[tuple[str, int | None]] = [
     ("pcm_s16le", None),
@@ -66,7 +65,7 @@ def _decodable_ms(encoding: str, rate_hz: int, payloads: list[bytes]) -> float:
         return 0.0
 
 
-def run_audio_bench(quick: bool = False, output: Path | None = None) -> int:
+def run(*, quick: bool = False, output: Path | None = None) -> int:
     from speakstream.engines import EngineSettings, SynthesisOptions, load_engine
 
     engine = load_engine("piper", EngineSettings())
@@ -130,8 +129,5 @@ def run_audio_bench(quick: bool = False, output: Path | None = None) -> int:
         "repeats": repeats,
         "formats": results,
     }
-    path = output or Path("bench/results/encoders.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nresults written to {path}")
+    write_results(report, output, "bench/results/encoders.json")
     return 0

@@ -1,0 +1,96 @@
+"""Parts the benchmarks share: percentiles, a free loopback port, a server process, results.
+
+``percentiles(values)`` gives p50/p95/p99/mean/n (rounded to 0.01); ``free_port()`` a TCP
+port free on 127.0.0.1 now; ``server_process(*flags)`` runs ``speakstream serve`` in its
+own process on such a port and yields its WebSocket URL once it answers (stopped on exit);
+``write_results(results, output, default)`` writes the JSON results file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from speakstream.client import connect
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def pct(p: float) -> float:
+        k = (len(ordered) - 1) * p / 100.0
+        lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+        return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+    return {
+        "p50": round(pct(50), 2),
+        "p95": round(pct(95), 2),
+        "p99": round(pct(99), 2),
+        "mean": round(statistics.fmean(ordered), 2),
+        "n": len(ordered),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def server_process(*flags: str) -> AsyncIterator[str]:
+    """A real server in its own process (its own GIL), on a free loopback port."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "speakstream",
+        "serve",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *flags,
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"ws://127.0.0.1:{port}/v1/stream"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = await connect(url, open_timeout_s=2)
+                await conn.close()
+                break
+            except OSError:
+                if proc.returncode is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the benchmark server did not start") from None
+                await asyncio.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+def write_results(results: dict[str, Any], output: Path | None, default: str) -> Path:
+    """Write ``results`` as indented JSON to ``output`` (or ``default``); return the path."""
+    path = output or Path(default)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nresults written to {path}")
+    return path

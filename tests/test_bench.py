@@ -1,0 +1,40 @@
+"""The benchmark registry: names resolve lazily to runnable entry points."""
+
+from __future__ import annotations
+
+import pytest
+
+from speakstream.bench import BENCHMARKS, DEFAULT_BENCHMARK, load_benchmark, load_table
+from speakstream.bench.common import percentiles
+
+
+def test_every_registered_benchmark_loads() -> None:
+    assert DEFAULT_BENCHMARK in BENCHMARKS
+    for name in BENCHMARKS:
+        assert callable(load_benchmark(name))
+
+
+def test_unknown_names_are_refused_with_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="latency"):
+        load_benchmark("nope")
+
+
+def test_the_latency_benchmark_prints_the_readme_table() -> None:
+    import json
+    from pathlib import Path
+
+    table = load_table("latency")
+    assert table is not None
+    results = json.loads((Path(__file__).parent.parent / "bench/results/latency.json").read_text())
+    assert table(results).count("\n| ") == 9  # header + 8 rows
+
+
+def test_percentiles_interpolate() -> None:
+    assert percentiles([1.0, 2.0, 3.0, 4.0, 5.0]) == {
+        "p50": 3.0,
+        "p95": 4.8,
+        "p99": 4.96,
+        "mean": 3.0,
+        "n": 5,
+    }
+    assert percentiles([]) == {}
