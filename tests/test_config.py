@@ -122,3 +122,10 @@ def test_serve_fails_at_start_with_a_message_naming_the_key(
 ) -> None:
     assert main(["serve", "--max-concurrent-tasks", "0"]) == 2
     assert "max_concurrent_tasks" in capsys.readouterr().err
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme[readme.index("## Configuration") : readme.index("## Benchmarks")]
+    missing = [key.name for key in KEYS if f"`{key.name}`" not in table]
+    assert missing == []

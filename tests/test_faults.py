@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 import websockets
@@ -111,3 +112,79 @@ async def test_order_holds_under_backpressure_with_a_slow_reader(fake_engine_fac
         assert srv.runtime.backpressure_waits > 0
     for ctx, numbers in frames.items():
         assert numbers == list(range(len(numbers))), ctx
+
+
+class _ScriptedFaults:
+    """The fake engine, with faults by text: "NaN" yields non-finite samples, "Rate"
+    yields audio at a rate the voice does not have."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    @property
+    def capabilities(self) -> Any:
+        return self.inner.capabilities
+
+    def synthesize(self, text: str, voice: str, options: Any) -> Any:
+        import numpy as np
+
+        from speakstream.audio.pcm import PcmChunk
+
+        for chunk in self.inner.synthesize(text, voice, options):
+            if "NaN" in text:
+                bad = chunk.samples.copy()
+                bad[::7] = np.nan
+                bad[1::7] = np.inf
+                yield PcmChunk(bad, chunk.sample_rate_hz)
+            elif "Rate" in text:
+                yield PcmChunk(chunk.samples, chunk.sample_rate_hz * 2)
+            else:
+                yield chunk
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+async def test_non_finite_engine_audio_is_cleaned_not_sent(fake_engine_factory) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    engine = _ScriptedFaults(fake_engine_factory())
+    async with running_server(engine) as srv, await connect(srv.stream_url) as conn:
+        ctx = await conn.open_context("n", encoding="pcm_f32le")
+        await ctx.send("NaN audio here. ")
+        await ctx.end()
+        result = await ctx.collect()
+    samples = np.frombuffer(result.audio, dtype="<f4")
+    assert samples.size and np.isfinite(samples).all() and np.abs(samples).max() <= 1.0
+
+
+async def test_audio_at_a_wrong_rate_stops_that_context_only(fake_engine_factory) -> None:  # type: ignore[no-untyped-def]
+    engine = _ScriptedFaults(fake_engine_factory())
+    async with running_server(engine) as srv, await connect(srv.stream_url) as conn:
+        bad, good = conn.context("bad"), conn.context("good")
+        await bad.send("Rate mismatch here. ")
+        await good.send("All is well here. ")
+        await bad.end()
+        await good.end()
+        bad_result, good_result = await bad.collect(), await good.collect()
+        assert [e.data["code"] for e in bad_result.errors] == ["encoding_failed"]
+        assert bad_result.first("done") is not None  # its events still come
+        assert good_result.audio and not good_result.errors
+        await wait_for(lambda: srv.runtime.pool.running_jobs == 0)
+
+
+async def test_one_hung_context_does_not_hold_up_another_connection(fake_engine_factory) -> None:  # type: ignore[no-untyped-def]
+    engine = fake_engine_factory(hang_on="Stall", hang_s=3.0)
+    async with running_server(engine, task_timeout=0.5, max_concurrent_tasks=2) as srv:
+        async with await connect(srv.stream_url) as slow, await connect(srv.stream_url) as fast:
+            stalled = slow.context("s")
+            await stalled.send("Stall forever. ")
+            await stalled.end()
+            quick = fast.context("f")
+            await quick.send("Quick words here. ")
+            await quick.end()
+            quick_result = await quick.collect()  # done while the other job still hangs
+            assert quick_result.audio and not quick_result.errors
+            stalled_result = await stalled.collect()
+        assert [e.data["code"] for e in stalled_result.errors] == ["synthesis_timeout"]
+        await wait_for(lambda: srv.runtime.pool.running_jobs == 0)  # the worker came back

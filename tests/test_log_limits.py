@@ -47,3 +47,20 @@ def test_installing_twice_installs_once() -> None:
     assert install_client_fault_filter(logger.name) is first
     assert logger.filters.count(first) == 1
     logger.removeFilter(first)
+
+
+def test_own_event_warnings_are_rate_limited_by_template_and_keep_their_level() -> None:
+    now = [0.0]
+    limit = ClientFaultFilter(burst=2, window_s=10.0, clock=lambda: now[0], kinds=None)
+    record = logging.LogRecord(
+        "speakstream.synthesis", logging.WARNING, "", 0, "engine %s", ("x",), None
+    )
+    assert [limit.filter(record) for _ in range(4)] == [True, True, False, False]
+    other = logging.LogRecord("speakstream.synthesis", logging.WARNING, "", 0, "other", (), None)
+    assert limit.filter(other) and record.levelno == logging.WARNING
+    error = logging.LogRecord(
+        "speakstream.synthesis", logging.ERROR, "", 0, "engine %s", ("x",), None
+    )
+    assert limit.filter(error)  # only WARNING lines are limited
+    now[0] = 11.0
+    assert limit.filter(record) and "2 more like it not logged" in record.msg

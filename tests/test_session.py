@@ -407,3 +407,14 @@ def test_an_empty_context_ends_with_no_segment_announced() -> None:
     assert close.last_segment is None
     [done] = [m for m in sends(out) if m["type"] == "done"]
     assert done["metrics"]["ttfa_ms"] is None and done["metrics"]["audio_ms"] == 0
+
+
+def test_a_huge_chunk_size_cannot_make_segments_longer_than_the_server_allows() -> None:
+    # Regression (issue 14, defect 4): chunk_size 5000 made 10,000-character segments,
+    # one engine job of minutes.
+    s = make_session(max_jobs_in_flight=100, max_text_chars=20_000)
+    feed(s, type="start", chunk_size=5000)
+    out = feed(s, type="text", text="word " * 1600)
+    out += feed(s, type="end")
+    lengths = [len(j.job.segment.text) for j in jobs(out)]
+    assert sum(lengths) == 8000 and max(lengths) <= SegmenterPolicy().max_segment_chars

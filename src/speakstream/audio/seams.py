@@ -1,6 +1,7 @@
 """Seamless joins between separately synthesized segments.
 
-Each engine chunk (Piper: one sentence) is cleaned before it is queued: DC offset removed,
+Each engine chunk (Piper: one sentence) is cleaned before it is queued: non-finite samples
+zeroed (NaN) or clipped (infinities), DC offset removed,
 the engine's own leading and trailing silence trimmed (keeping a short margin), short
 fades at both ends so a cut can never click, the context's volume applied, and a pause
 put in front that matches the punctuation that ended the text before it: none inside a
@@ -73,6 +74,8 @@ def shape_chunks(
     for chunk in chunks:
         rate = chunk.sample_rate_hz
         samples = chunk.samples.astype(np.float32, copy=True)
+        # an engine's NaN or infinity must not reach an encoder (or a listener's ears)
+        np.nan_to_num(samples, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
         if samples.size:
             samples -= np.float32(samples.mean())
         cut_front = 0

@@ -36,13 +36,10 @@ class ChunkingOption(Option):
 
 
 def _with_chunk_size(policy: SegmenterPolicy, chunk_size: int) -> SegmenterPolicy:
-    largest = max(policy.max_chunk_size, chunk_size)
-    return dataclasses.replace(
-        policy,
-        chunk_size=chunk_size,
-        max_chunk_size=largest,
-        max_segment_chars=max(policy.max_segment_chars, 2 * largest),
-    )
+    """A client's target length, within the server's longest segment (which bounds the
+    engine work of one job): targets up to half of it."""
+    largest = min(max(policy.max_chunk_size, chunk_size), policy.max_segment_chars // 2)
+    return dataclasses.replace(policy, chunk_size=min(chunk_size, largest), max_chunk_size=largest)
 
 
 STREAM_OPTIONS: tuple[Option, ...] = (

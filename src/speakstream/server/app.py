@@ -21,7 +21,7 @@ from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
 from speakstream.protocol.server_messages import ErrorMessage
 from speakstream.server.connection import Connection
 from speakstream.server.http_guard import guarded_http_protocol
-from speakstream.server.log_limits import install_client_fault_filter
+from speakstream.server.log_limits import install_client_fault_filter, install_event_rate_limits
 from speakstream.server.runtime import Runtime
 from speakstream.server.ws_protocol import DeadlineWebSocketProtocol
 
@@ -95,6 +95,7 @@ def uvicorn_config(
         lifespan="on",
     )
     install_client_fault_filter()  # after uvicorn's own logging set-up
+    install_event_rate_limits()
     return config
 
 

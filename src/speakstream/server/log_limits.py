@@ -7,6 +7,11 @@ whose message is one of ``CLIENT_FAULTS`` into a single WARNING line without tra
 and lets at most ``burst`` lines of each kind through per ``window_s``; the first line
 after a window in which lines were dropped says how many. Every other record passes
 unchanged. Installing twice installs once.
+
+``install_event_rate_limits()`` puts the same rate limit (without changing levels) on the
+WARNING lines speakstream itself writes once per client-caused event (an engine failure
+on a client's text, an encoder failure, a client that stopped reading), keyed by their
+message template: a flood of such events cannot flood the log.
 """
 
 from __future__ import annotations
@@ -38,8 +43,12 @@ class ClientFaultFilter(logging.Filter):
         burst: int = 10,
         window_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        kinds: tuple[str, ...] | None = CLIENT_FAULTS,
     ) -> None:
+        """``kinds``: the messages turned into rate-limited WARNING lines; None: every
+        WARNING record, keyed by its message template, rate-limited as it is."""
         super().__init__()
+        self.kinds = kinds
         if burst < 1 or window_s <= 0:
             raise ValueError("burst must be at least 1 and window_s positive")
         self.burst = burst
@@ -49,13 +58,17 @@ class ClientFaultFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         kind = record.msg if isinstance(record.msg, str) else ""
-        if kind not in CLIENT_FAULTS:
+        if self.kinds is None:
+            if record.levelno != logging.WARNING:
+                return True
+        elif kind not in self.kinds:
             return True
-        record.levelno = logging.WARNING
-        record.levelname = logging.getLevelName(logging.WARNING)
-        record.exc_info = None
-        record.exc_text = None
-        record.stack_info = None
+        else:
+            record.levelno = logging.WARNING
+            record.levelname = logging.getLevelName(logging.WARNING)
+            record.exc_info = None
+            record.exc_text = None
+            record.stack_info = None
         now_s = self._clock()
         window = self._windows.get(kind)
         carried = 0
@@ -69,6 +82,21 @@ class ClientFaultFilter(logging.Filter):
         if carried:
             record.msg = f"{kind} ({carried} more like it not logged)"
         return True
+
+
+EVENT_LOGGERS = (
+    "speakstream.synthesis",
+    "speakstream.server.streams",
+    "speakstream.server.connection",
+)
+
+
+def install_event_rate_limits(names: tuple[str, ...] = EVENT_LOGGERS) -> None:
+    """Rate-limit the per-event WARNING lines of these loggers (installed once each)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ClientFaultFilter) for f in logger.filters):
+            logger.addFilter(ClientFaultFilter(kinds=None))
 
 
 def install_client_fault_filter(logger_name: str = UVICORN_ERROR_LOGGER) -> ClientFaultFilter:
