@@ -17,6 +17,7 @@ from typing import Any, Protocol
 BENCHMARKS: dict[str, str] = {
     "latency": "speakstream.bench.latency:run",
     "encoders": "speakstream.bench.encoders:run",
+    "soak": "speakstream.bench.soak:run",
 }
 DEFAULT_BENCHMARK = "latency"
 

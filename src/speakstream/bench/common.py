@@ -2,7 +2,8 @@
 
 ``percentiles(values)`` gives p50/p95/p99/mean/n (rounded to 0.01); ``free_port()`` a TCP
 port free on 127.0.0.1 now; ``server_process(*flags)`` runs ``speakstream serve`` in its
-own process on such a port and yields its WebSocket URL once it answers (stopped on exit);
+own process on such a port and yields its WebSocket URL once it answers (stopped on exit;
+``server_with_pid`` also yields the process id and can keep its log);
 ``write_results(results, output, default)`` writes the JSON results file.
 """
 
@@ -52,7 +53,17 @@ def free_port() -> int:
 @contextlib.asynccontextmanager
 async def server_process(*flags: str) -> AsyncIterator[str]:
     """A real server in its own process (its own GIL), on a free loopback port."""
+    async with server_with_pid(*flags) as (url, _):
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def server_with_pid(
+    *flags: str, log_to: Path | None = None
+) -> AsyncIterator[tuple[str, int]]:
+    """``server_process``, also giving the process id; its log (stderr) goes to ``log_to``."""
     port = free_port()
+    log = log_to.open("wb") if log_to is not None else None
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -64,6 +75,7 @@ async def server_process(*flags: str) -> AsyncIterator[str]:
         "warning",
         *flags,
         stdout=subprocess.DEVNULL,
+        stderr=log,
     )
     url = f"ws://127.0.0.1:{port}/v1/stream"
     try:
@@ -77,7 +89,7 @@ async def server_process(*flags: str) -> AsyncIterator[str]:
                 if proc.returncode is not None or time.monotonic() > deadline:
                     raise RuntimeError("the benchmark server did not start") from None
                 await asyncio.sleep(0.2)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -85,6 +97,8 @@ async def server_process(*flags: str) -> AsyncIterator[str]:
         except TimeoutError:
             proc.kill()
             await proc.wait()
+        if log is not None:
+            log.close()
 
 
 def write_results(results: dict[str, Any], output: Path | None, default: str) -> Path:
