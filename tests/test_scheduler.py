@@ -46,7 +46,9 @@ class GatedEngine:
         pass
 
 
-async def collect(pool: EnginePool, text: str, first: bool = False, timeout_s: float = 10) -> int:
+async def collect(
+    pool: EnginePool, text: str, first: bool = False, timeout_s: float = 10, owner: object = None
+) -> int:
     clock = JobClock()
     n = 0
     async for _ in pool.stream(
@@ -54,6 +56,7 @@ async def collect(pool: EnginePool, text: str, first: bool = False, timeout_s: f
         first=first,
         timeout_s=timeout_s,
         clock=clock,
+        owner=owner,
     ):
         n += 1
     assert clock.finished_s is not None and clock.first_chunk_after_s is not None
@@ -76,7 +79,8 @@ async def test_pool_bounds_threads_and_serves_first_segments_first() -> None:
         assert await asyncio.gather(running, later, first) == [3, 3, 3]
         assert engine.started == ["busy", "first", "later"]
         assert engine.max_active == 1
-        assert pool.running_jobs == 0 and pool.waiting_jobs == 0
+        # the worker threads return just after handing over their last chunk
+        await wait_for(lambda: pool.running_jobs == 0 and pool.waiting_jobs == 0)
     finally:
         pool.close()
 
@@ -146,5 +150,39 @@ async def test_later_segments_wait_while_a_first_segment_runs() -> None:
             engine.gate(text).set()
         await asyncio.gather(first, later, other_first)
         assert engine.started[-1] == "later"
+    finally:
+        pool.close()
+
+
+async def test_the_last_free_worker_is_kept_for_a_connection_with_nothing_running() -> None:
+    # Regression (issue 14, defect 4): a client sending without pause held every worker,
+    # so another client's first words waited for one of its segments to finish.
+    engine = GatedEngine()
+    pool = EnginePool(engine, max_workers=2)
+    try:
+        flood = [asyncio.create_task(collect(pool, f"flood{i}", owner="a")) for i in range(3)]
+        await wait_for(lambda: engine.started == ["flood0"])
+        await wait_for(lambda: pool.waiting_jobs == 2)  # "a" may not take the last worker
+        newcomer = asyncio.create_task(collect(pool, "hello", owner="b"))
+        await wait_for(lambda: "hello" in engine.started)  # at once, nothing had to finish
+        engine.gate("hello").set()
+        assert await newcomer == 3
+        for i in range(3):
+            engine.gate(f"flood{i}").set()
+        assert await asyncio.gather(*flood) == [3, 3, 3]
+        assert engine.max_active == 2
+    finally:
+        pool.close()
+
+
+async def test_a_lone_connection_still_uses_every_worker_but_the_last() -> None:
+    engine = GatedEngine()
+    pool = EnginePool(engine, max_workers=3)
+    try:
+        jobs = [asyncio.create_task(collect(pool, f"j{i}", owner="a")) for i in range(3)]
+        await wait_for(lambda: len(engine.started) == 2 and pool.waiting_jobs == 1)
+        for i in range(3):
+            engine.gate(f"j{i}").set()
+        assert await asyncio.gather(*jobs) == [3, 3, 3]
     finally:
         pool.close()

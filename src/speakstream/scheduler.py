@@ -3,7 +3,8 @@
 * Admission: at most ``max_workers`` jobs run at once, server-wide. Waiting jobs are
   ordered by priority (a context's first segment before any later one: time to first
   audio matters most), then by arrival; while a first segment runs, later segments do
-  not start. A waiting job that is cancelled simply leaves.
+  not start; the last free worker is kept for a connection that has nothing running.
+  A waiting job that is cancelled simply leaves.
 * Streaming: the blocking engine runs in a worker thread and hands each PCM chunk to the
   event loop as soon as it exists (``call_soon_threadsafe``); the loop never blocks.
 * Cancel and deadline: the thread checks a flag between chunks. A worker slot is released
@@ -13,14 +14,15 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
+import bisect
 import itertools
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections import Counter
+from collections.abc import AsyncGenerator, Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from speakstream.audio.pcm import PcmChunk
 from speakstream.engines.base import Engine
@@ -65,6 +67,14 @@ class _Done:
     error: BaseException | None
 
 
+@dataclass(order=True, slots=True)
+class _Waiter:
+    priority: int
+    order: int
+    owner: Hashable = field(compare=False)
+    future: asyncio.Future[None] = field(compare=False)
+
+
 class EnginePool:
     def __init__(self, engine: Engine, max_workers: int) -> None:
         self.engine = engine
@@ -72,50 +82,61 @@ class EnginePool:
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="speakstream-engine")
         self._free = max_workers
         self._running_first = 0
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._running_by_owner: Counter[Hashable] = Counter()
+        self._waiters: list[_Waiter] = []  # sorted: best priority, then arrival
         self._order = itertools.count()
         self.running_jobs = 0  # threads busy right now (also after their caller gave up)
 
     @property
     def waiting_jobs(self) -> int:
-        return sum(1 for *_, fut in self._waiters if not fut.done())
+        return sum(1 for w in self._waiters if not w.future.done())
+
+    def _may_start(self, waiter: _Waiter) -> bool:
+        """While a first segment is being synthesized, later segments wait even if a slot
+        is free: on a small machine a second job would steal the cores the first one
+        needs, and later segments have the first segment's playback time as slack. And
+        the last free worker is kept for an owner (a connection) with nothing running:
+        one client sending without pause can never hold every worker while another
+        client's first words wait."""
+        if waiter.priority > 0 and self._running_first > 0:
+            return False
+        last_worker = self._free == 1 and self.max_workers > 1
+        return not (last_worker and self._running_by_owner[waiter.owner] > 0)
 
     def _grant(self) -> None:
-        """Hand free slots to waiters, best priority first.
-
-        While a first segment is being synthesized, later segments wait even if a slot is
-        free: on a small machine a second job would steal the cores the first one needs,
-        and later segments have the first segment's playback time as slack.
-        """
-        while self._waiters and self._free > 0:
-            priority, _, fut = self._waiters[0]
-            if fut.done():
-                heapq.heappop(self._waiters)
-                continue
-            if priority > 0 and self._running_first > 0:
+        """Hand free slots to waiters, best priority first, then by arrival."""
+        self._waiters = [w for w in self._waiters if not w.future.done()]
+        for waiter in list(self._waiters):
+            if self._free == 0:
                 return
-            heapq.heappop(self._waiters)
+            if not self._may_start(waiter):
+                continue
+            self._waiters.remove(waiter)
             self._free -= 1
-            if priority == 0:
+            self._running_by_owner[waiter.owner] += 1
+            if waiter.priority == 0:
                 self._running_first += 1
-            fut.set_result(None)
+            waiter.future.set_result(None)
 
-    def _free_slot(self) -> None:
+    def _release(self, priority: int, owner: Hashable) -> None:
         self._free += 1
+        if priority == 0:
+            self._running_first -= 1
+        self._running_by_owner[owner] -= 1
+        if self._running_by_owner[owner] <= 0:
+            del self._running_by_owner[owner]
         self._grant()
 
-    async def _acquire(self, priority: int) -> None:
+    async def _acquire(self, priority: int, owner: Hashable) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (priority, next(self._order), fut))
+        bisect.insort(self._waiters, _Waiter(priority, next(self._order), owner, fut))
         self._grant()
         try:
             await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
                 # the slot was handed to us just as we were cancelled
-                if priority == 0:
-                    self._running_first -= 1
-                self._free_slot()
+                self._release(priority, owner)
             raise
 
     async def stream(
@@ -125,17 +146,20 @@ class EnginePool:
         first: bool,
         timeout_s: float,
         clock: JobClock,
+        owner: Hashable = None,
     ) -> AsyncGenerator[PcmChunk, None]:
         """Run ``make_chunks`` (the engine, and what shapes its output) in a worker thread,
         yielding chunks as they come.
 
         Raises ``SynthesisTimeoutError`` past ``timeout_s`` of synthesis (queueing not
-        counted). ``clock`` is stamped as the job waits, starts, speaks and ends.
+        counted). ``clock`` is stamped as the job waits, starts, speaks and ends. ``owner``
+        (a connection) is what the pool's fairness counts; None: the job's own.
         """
         loop = asyncio.get_running_loop()
         clock.queued_s = time.monotonic()
         priority = 0 if first else 1
-        await self._acquire(priority)
+        owner = owner if owner is not None else object()
+        await self._acquire(priority, owner)
         clock.started_s = time.monotonic()
         cancel = threading.Event()
         chunks: asyncio.Queue[PcmChunk | _Done] = asyncio.Queue()
@@ -155,13 +179,11 @@ class EnginePool:
                 loop.call_soon_threadsafe(chunks.put_nowait, _Done(error))
 
         def finished(_: object) -> None:
+            # Later segments may start once the first one's engine work is over; not when
+            # its caller has handed the audio on, which a client that does not read could
+            # put off forever (and so stall every other connection).
             self.running_jobs -= 1
-            if priority == 0:
-                # Later segments may start once the first one's engine work is over; not
-                # when its caller has handed the audio on, which a client that does not
-                # read could put off forever (and so stall every other connection).
-                self._running_first -= 1
-            self._free_slot()
+            self._release(priority, owner)
 
         self.running_jobs += 1
         future = loop.run_in_executor(self._executor, work)
@@ -187,8 +209,8 @@ class EnginePool:
             cancel.set()
 
     def close(self) -> None:
-        for *_, fut in self._waiters:
-            if not fut.done():
-                fut.cancel()
+        for waiter in self._waiters:
+            if not waiter.future.done():
+                waiter.future.cancel()
         self._waiters.clear()
         self._executor.shutdown(wait=True, cancel_futures=True)

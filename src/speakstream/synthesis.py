@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Hashable, Iterator
 from dataclasses import dataclass
 
 from speakstream.audio.pcm import PcmChunk
@@ -60,10 +60,17 @@ class Synthesizer:
             raw, pause_before=job.pause_before, volume=job.volume, policy=self.seams
         )
 
-    async def run(self, job: SynthesisJob) -> AsyncIterator[SegmentChunk | SegmentDone]:
+    async def run(
+        self, job: SynthesisJob, owner: Hashable = None
+    ) -> AsyncIterator[SegmentChunk | SegmentDone]:
+        """``owner``: whose job it is (a connection), for the pool's fairness."""
         clock = JobClock()
         chunks = self.pool.stream(
-            lambda: self._chunks(job), first=job.first, timeout_s=self.timeout_s, clock=clock
+            lambda: self._chunks(job),
+            first=job.first,
+            timeout_s=self.timeout_s,
+            clock=clock,
+            owner=owner,
         )
         try:
             async with contextlib.aclosing(chunks):

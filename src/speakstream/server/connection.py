@@ -219,7 +219,7 @@ class Connection:
         session = self.session
         try:
             try:
-                async for event in self.runtime.synthesizer.run(job):
+                async for event in self.runtime.synthesizer.run(job, owner=self):
                     now_s = time.monotonic()
                     if isinstance(event, SegmentChunk):
                         pcm = event.pcm
