@@ -1,0 +1,1 @@
+"""Benchmarks: latency, encoders and speech quality, each runnable on its own."""
