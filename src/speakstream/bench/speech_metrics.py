@@ -4,8 +4,9 @@ Pure functions on mono float samples (any scale; ``pcm_s16le`` divided by 32768 
 usual one) at one sample rate, and on strings:
 
 * ``mfcc``: mel-frequency cepstra (Hann window, ``frame_ms`` frames every ``hop_ms``,
-  ``n_mels`` triangular mel bands up to Nyquist, natural log of the band power, orthonormal
-  DCT-II), one row per frame, column 0 is the energy term c0;
+  ``n_mels`` triangular mel bands up to Nyquist, natural log of the band amplitude, i.e.
+  half the log power, the convention MCD's constant assumes, then an orthonormal DCT-II),
+  one row per frame, column 0 is the energy term c0;
 * ``dtw_path``: the minimum-cost monotonic alignment of two sequences of frames given
   their pairwise cost matrix (steps (1,0), (0,1), (1,1));
 * ``compare_speech``: aligns ``test`` to ``reference`` by DTW on their cepstra (c0 left
@@ -14,7 +15,7 @@ usual one) at one sample rate, and on strings:
     averaged over the aligned frame pairs (MFCC-based, so its scale is comparable
     between runs of this code, not with MCD figures from SPTK mel-cepstra);
   - the F0 RMSE in semitones over the aligned pairs voiced in both, F0 from Praat's
-    autocorrelation pitch tracker (``praat-parselmouth``);
+    autocorrelation pitch tracker (``praat-parselmouth``), 75-300 Hz;
   - the ratio of their speech durations (``speech_duration_s``: frames within
     ``threshold_db`` of the loudest frame; pauses and silence do not count);
 * ``normalize_words`` and ``word_error_rate``: lower case, punctuation out, numerals
@@ -111,7 +112,7 @@ def mfcc(
     frames = _frames(values, frame, hop) * np.hanning(frame)[None, :]
     power = np.abs(np.fft.rfft(frames, n_fft, axis=1)) ** 2
     bands = power @ _mel_filterbank(sample_rate_hz, n_fft, n_mels).T
-    log_bands = np.log(np.maximum(bands, _LOG_FLOOR))
+    log_bands = 0.5 * np.log(np.maximum(bands, _LOG_FLOOR))  # log amplitude
     return np.asarray(log_bands @ _dct_matrix(n_mels, n_coefficients).T, dtype=np.float64)
 
 
@@ -157,10 +158,12 @@ def f0_hz(
     sample_rate_hz: int,
     times_s: FloatArray,
     *,
-    floor_hz: float = 60.0,
-    ceiling_hz: float = 500.0,
+    floor_hz: float = 75.0,
+    ceiling_hz: float = 300.0,
 ) -> FloatArray:
-    """F0 at each of ``times_s`` (nearest Praat pitch frame), 0 where unvoiced."""
+    """F0 at each of ``times_s`` (nearest Praat pitch frame), 0 where unvoiced. The
+    default range is Praat's for a male voice (the bundled voice speaks at ~90 Hz); a
+    ceiling of 500 Hz lets the tracker jump octaves on it (2-3 % of frames 2 octaves off)."""
     import parselmouth
 
     values = _as_samples(samples)
