@@ -342,6 +342,7 @@ def run_quality(quick: bool = False, paragraphs: list[str] | None = None) -> dic
     voice = ReferenceVoice()
     rows: list[ParagraphResult] = []
     for index, text in enumerate(texts):
+        print(f"  paragraph {index + 1}/{len(texts)}", file=sys.stderr)
         reference, rate_hz = voice.synthesize(text)
         floor, _ = voice.synthesize(text)
         if rate_hz != sample_rate_hz:
