@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "latency": "speakstream.bench.latency:run",
     "encoders": "speakstream.bench.encoders:run",
     "soak": "speakstream.bench.soak:run",
+    "quality": "speakstream.bench.quality:run",
 }
 DEFAULT_BENCHMARK = "latency"
 
