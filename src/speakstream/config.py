@@ -159,6 +159,14 @@ class Settings:
     max_errors: int = setting(
         _SESSION.max_errors, "protocol errors before a socket is closed with 1008", 1, 1_000_000
     )
+    voice_map: str = setting(
+        "",
+        "vendor voice ids to our voices for the compatibility endpoints: 'ID=VOICE,ID2=VOICE2' "
+        "(an id not listed gets the default voice, or is refused: accept_unknown_voices)",
+    )
+    accept_unknown_voices: bool = setting(
+        True, "compatibility endpoints: a vendor voice id not in voice_map speaks the default voice"
+    )
     log_level: str = setting("info", "logging level", choices=("debug", "info", "warning", "error"))
 
     def replace(self, **changes: Any) -> Settings:

@@ -29,6 +29,7 @@ from speakstream.protocol.errors import (
 from speakstream.protocol.finished import FinishedContexts
 from speakstream.protocol.messages import (
     CancelMessage,
+    ClientMessage,
     EndMessage,
     FlushMessage,
     PingMessage,
@@ -88,9 +89,19 @@ class Session:
         return [Send(ready_message(self.config))]
 
     def receive_text_frame(self, data: str, now_s: float) -> list[Output]:
-        out: list[Output] = []
+        """A JSON text frame of the native protocol."""
         try:
             message = parse_client_message(data)
+        except ProtocolError as error:
+            out: list[Output] = []
+            self._on_error(error, out)
+            return out
+        return self.receive_message(message, now_s)
+
+    def receive_message(self, message: ClientMessage, now_s: float) -> list[Output]:
+        """A client message already parsed (by the native parser or a vendor dialect)."""
+        out: list[Output] = []
+        try:
             if isinstance(message, TextMessage):
                 self._on_text(message, now_s, out)
             elif isinstance(message, StartMessage):

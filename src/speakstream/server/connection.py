@@ -2,8 +2,9 @@
 
 It moves messages between the WebSocket, the sans-I/O ``Session`` and the
 ``Synthesizer``, and carries out what the session decides. Every outgoing message goes
-through the bounded ``Outbox`` and is encoded once (``ServerMessage.to_json``, audio by
-``AudioStreams``). How receiving, synthesizing and sending interleave is the connection's
+through the bounded ``Outbox`` and is put into frames once, at sending, by the
+connection's ``Dialect`` (``server.dialect``: the native protocol or a vendor's; audio
+payloads come from ``AudioStreams``). How receiving, synthesizing and sending interleave is the connection's
 ``Mode`` (``server.modes``): concurrent (the default) or sequential (the seed's baseline).
 
 Whatever way the connection ends (the client leaves, the socket breaks, the send loop
@@ -35,8 +36,9 @@ from speakstream.protocol.outputs import (
     SynthesisJob,
     Synthesize,
 )
-from speakstream.protocol.server_messages import ErrorMessage
+from speakstream.protocol.server_messages import ErrorMessage, ServerMessage
 from speakstream.protocol.session import Session
+from speakstream.server.dialect import BinaryFrame, Dialect, NativeDialect
 from speakstream.server.modes import mode_for
 from speakstream.server.outbox import Item, Outbox
 from speakstream.server.runtime import Runtime
@@ -63,9 +65,10 @@ class SocketGone(SpeakstreamError):
 
 
 class Connection:
-    def __init__(self, websocket: Socket, runtime: Runtime) -> None:
+    def __init__(self, websocket: Socket, runtime: Runtime, dialect: Dialect | None = None) -> None:
         self.ws = websocket
         self.runtime = runtime
+        self.dialect: Dialect = dialect or NativeDialect()
         settings = runtime.settings
         self.session = Session(runtime.session_config)
         self.outbox = Outbox(settings.queue_size, urgent_size=max(16, settings.queue_size))
@@ -112,13 +115,20 @@ class Connection:
         return None if message["type"] == "websocket.disconnect" else message
 
     async def feed(self, message: Mapping[str, Any]) -> None:
-        """Give a client frame to the session and carry out what it decides."""
-        now_s = time.monotonic()
-        text = message.get("text")
-        if text is not None:
-            outputs = self.session.receive_text_frame(text, now_s)
-        else:
-            outputs = self.session.receive_binary_frame(message.get("bytes") or b"", now_s)
+        """Give a client frame (through the dialect) to the session, and carry out what
+        it decides."""
+        inbound = self.dialect.inbound(message)
+        outputs: list[Output] = []
+        for reply in inbound.replies:
+            self.outbox.put_nowait(Item(reply), urgent=True)
+        for item in inbound.messages:
+            now_s = time.monotonic()
+            if isinstance(item, str):
+                outputs += self.session.receive_text_frame(item, now_s)
+            elif isinstance(item, BinaryFrame):
+                outputs += self.session.receive_binary_frame(item.data, now_s)
+            else:
+                outputs += self.session.receive_message(item, now_s)
         await self.mode.handle(outputs)
         self.wake.set()
 
@@ -134,17 +144,21 @@ class Connection:
             return True
         if isinstance(item.data, StreamAudio) and item.stream is not None:
             try:
-                frames = await self.streams.encode(item.stream, item.data)
+                payloads = await self.streams.encode(item.stream, item.data)
             except EncodingError as error:
                 self._stream_over(item.stream)
                 # Its events (segment, flushed, done) still go: the client sees it end.
-                self.outbox.put_nowait(Item(ErrorMessage.of(error).to_json()), urgent=True)
+                self.outbox.put_nowait(Item(ErrorMessage.of(error)), urgent=True)
                 return True
             if item.data.pcm is None:
                 self._stream_over(item.stream)
-            for frame in frames:
+            for payload in payloads:
                 if self.outbox.is_dropped(item.stream):  # cancelled while encoding
                     return True
+                for frame in self.dialect.audio(payload):
+                    await self._write(frame)
+        elif isinstance(item.data, ServerMessage):
+            for frame in self.dialect.event(item.data):
                 await self._write(frame)
         elif isinstance(item.data, str | bytes):
             await self._write(item.data)
@@ -182,7 +196,7 @@ class Connection:
                 self.outbox.put_nowait(Item(StreamAudio(output.pcm, output.segment), output.stream))
                 ordered = True
             elif isinstance(output, Send):
-                item = Item(output.message.to_json(), output.stream)
+                item = Item(output.message, output.stream)
                 self.outbox.put_nowait(item, urgent=output.urgent)
                 urgent |= output.urgent
                 ordered |= not output.urgent

@@ -23,7 +23,7 @@ _DROPPED_MEMORY = 1024
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    data: object  # str (JSON), bytes, or audio that the send loop encodes
+    data: object  # a ServerMessage, audio that the send loop encodes, or a ready frame
     stream: int | None = None
     close_code: int | None = None  # set: close the socket instead of sending
     close_reason: str = ""

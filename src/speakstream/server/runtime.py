@@ -22,6 +22,7 @@ from speakstream.protocol.errors import ErrorCode, ProtocolError
 from speakstream.protocol.outputs import SessionConfig
 from speakstream.scheduler import EnginePool
 from speakstream.segmenter import SegmenterPolicy
+from speakstream.server.voices import VoiceMap
 from speakstream.synthesis import Synthesizer
 from speakstream.version import __version__
 
@@ -73,6 +74,7 @@ class Runtime:
     pool: EnginePool
     session_config: SessionConfig
     synthesizer: Synthesizer
+    voice_map: VoiceMap
     connections: int = 0
     active_streams: int = 0
     connections_total: int = 0
@@ -141,7 +143,10 @@ class Runtime:
         )
         pool = EnginePool(engine, settings.max_concurrent_tasks)
         synthesizer = Synthesizer(engine, pool, seam_policy(settings), settings.task_timeout)
-        return cls(settings, engine, pool, session_config, synthesizer, owns_engine=owns_engine)
+        voice_map = VoiceMap(settings, set(session_config.voices), caps.default_voice)
+        return cls(
+            settings, engine, pool, session_config, synthesizer, voice_map, owns_engine=owns_engine
+        )
 
     def close(self) -> None:
         self.pool.close()

@@ -1,9 +1,9 @@
 """The audio streams of one connection: each context's resampler and encoder, and its frames.
 
 ``AudioStreams.encode`` turns one released chunk of a stream's PCM (or its end) into the
-binary frames to send, in order: resampled and encoded (in a worker thread when that is
-heavy: a codec, or a resampler), each payload behind a frame header with the stream's
-segment and gap-free frame numbers. A stream that never carried audio sends nothing at
+payloads to send, in order: resampled and encoded (in a worker thread when that is
+heavy: a codec, or a resampler), each with the stream's segment and gap-free frame
+number (the connection's dialect puts them into frames). A stream that never carried audio sends nothing at
 its end (no frame on a stream that no ``segment`` event announced); a stream's tail
 frames carry the number of its last announced segment. An encoder failure raises
 ``EncodingError``. The owner ``forget``s a stream after its end or a failure.
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from speakstream.audio.pcm import PcmChunk
 from speakstream.audio.pipeline import StreamPipeline
 from speakstream.protocol.errors import EncodingError, ErrorCode
-from speakstream.protocol.frames import AudioFrameHeader, pack_audio_frame
 from speakstream.protocol.outputs import OpenStream
+from speakstream.server.dialect import AudioPayload
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ class AudioStreams:
         """No more audio of this stream will be encoded; False if it was not open."""
         return self._streams.pop(stream_id, None) is not None
 
-    async def encode(self, stream_id: int, audio: StreamAudio) -> list[bytes]:
-        """The frames for ``audio`` of ``stream_id`` (none for a stream not open)."""
+    async def encode(self, stream_id: int, audio: StreamAudio) -> list[AudioPayload]:
+        """The payloads for ``audio`` of ``stream_id`` (none for a stream not open)."""
         stream = self._streams.get(stream_id)
         if stream is None:
             return []
@@ -92,9 +92,18 @@ class AudioStreams:
         if audio.segment is not None:
             stream.segment = audio.segment
         stream.had_audio = True
-        frames = []
-        for payload in payloads:
-            header = AudioFrameHeader(stream_id, stream.segment, stream.frames)
+        encoded = []
+        for data in payloads:
+            encoded.append(
+                AudioPayload(
+                    stream_id,
+                    stream.context,
+                    stream.segment,
+                    stream.frames,
+                    data,
+                    pipeline.encoding,
+                    pipeline.sample_rate_hz,
+                )
+            )
             stream.frames += 1
-            frames.append(pack_audio_frame(header, payload))
-        return frames
+        return encoded
