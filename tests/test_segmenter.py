@@ -7,10 +7,17 @@ from hypothesis import strategies as st
 from speakstream.segmenter import Segment, Segmenter, SegmenterPolicy, SegmentReason
 
 
+def eager(**changes: object) -> SegmenterPolicy:
+    """Eager cuts (growth targets after the first segment): what most tests here check;
+    natural cuts are checked at the end of this file and, with a listener, in
+    test_listener.py."""
+    return SegmenterPolicy(natural_cuts=False, **changes)  # type: ignore[arg-type]
+
+
 def push_in_pieces(
     text: str, cuts: list[int], policy: SegmenterPolicy | None = None
 ) -> list[Segment]:
-    seg = Segmenter(policy)
+    seg = Segmenter(policy or eager())
     out: list[Segment] = []
     pos = 0
     for cut in sorted(set(cuts)):
@@ -46,7 +53,7 @@ SAMPLE = (
 
 
 def test_first_segment_is_first_word_boundary_past_min_length() -> None:
-    seg = Segmenter()
+    seg = Segmenter(eager())
     assert seg.push("Hel", 0) == []
     assert seg.push("lo", 0) == []  # no boundary yet: the word may go on
     out = seg.push(" th", 0)
@@ -55,13 +62,13 @@ def test_first_segment_is_first_word_boundary_past_min_length() -> None:
 
 
 def test_first_segment_waits_for_min_text_length() -> None:
-    seg = Segmenter(SegmenterPolicy(min_text_length=8))
+    seg = Segmenter(eager(min_text_length=8))
     assert seg.push("Hi you ", 0) == []
     assert texts(seg.push("all ", 0)) == ["Hi you all "]
 
 
 def test_without_preemptive_generation_first_segment_waits_for_sentence_end() -> None:
-    seg = Segmenter(SegmenterPolicy(preemptive_generation=False))
+    seg = Segmenter(eager(preemptive_generation=False))
     assert seg.push("Hello there, my friend ", 0) == []
     assert texts(seg.push("today. And", 0)) == ["Hello there, my friend today. "]
 
@@ -86,7 +93,7 @@ def test_never_splits_numbers_prices_times_abbreviations_urls() -> None:
     "abbreviation", ["Dr.", "Mr.", "e.g.", "i.e.", "U.S.", "J.", "etc.", "vs."]
 )
 def test_no_cut_right_after_an_abbreviation(abbreviation: str) -> None:
-    policy = SegmenterPolicy(
+    policy = eager(
         min_text_length=1, chunk_size=1, max_chunk_size=1, max_segment_chars=400
     )
     text = f"Yes. {abbreviation} Brown went home. "
@@ -101,7 +108,7 @@ def test_later_segments_grow_toward_whole_sentences() -> None:
     segments = push_in_pieces(words, [])
     lengths = [len(s.text) for s in segments[:-1]]
     assert lengths[0] < lengths[1] < lengths[2] < lengths[3]
-    assert max(lengths) <= SegmenterPolicy().max_chunk_size * 1.5 + 10
+    assert max(lengths) <= eager().max_chunk_size * 1.5 + 10
 
 
 def test_sentence_end_always_cuts_after_first_segment() -> None:
@@ -110,7 +117,7 @@ def test_sentence_end_always_cuts_after_first_segment() -> None:
 
 
 def test_clause_cut_at_target_length() -> None:
-    policy = SegmenterPolicy(chunk_size=20, max_chunk_size=20, max_segment_chars=400)
+    policy = eager(chunk_size=20, max_chunk_size=20, max_segment_chars=400)
     segments = push_in_pieces("Well then, we could go out, maybe later, or not", [], policy)
     # "then, " is a clause boundary below the target (20): no cut; "out, " is past it.
     assert texts(segments)[1] == "then, we could go out, "
@@ -126,7 +133,7 @@ def test_newline_ends_a_unit() -> None:
 
 def test_cjk_punctuation_is_a_boundary_without_spaces() -> None:
     text = "你好世界，今天天气很好。我们去公园吧！"
-    segments = push_in_pieces(text, [], SegmenterPolicy(min_text_length=2))
+    segments = push_in_pieces(text, [], eager(min_text_length=2))
     check_exactly_once(text, segments)
     assert texts(segments)[0] == "你好世界，"
     assert "今天天气很好。" in texts(segments)
@@ -137,11 +144,11 @@ def test_overlong_token_is_cut_at_max_segment_chars() -> None:
     segments = push_in_pieces(token, [])
     check_exactly_once(token, segments)
     assert segments[0].reason is SegmentReason.MAX_LENGTH
-    assert all(len(s.text) <= SegmenterPolicy().max_segment_chars for s in segments)
+    assert all(len(s.text) <= eager().max_segment_chars for s in segments)
 
 
 def test_idle_flush_complete_words_then_partial_word() -> None:
-    seg = Segmenter(SegmenterPolicy(min_text_length=50))
+    seg = Segmenter(eager(min_text_length=50))
     assert seg.push("I think we sho", 10.0) == []
     assert seg.idle_deadline_s() == pytest.approx(10.1)
     assert seg.poll(10.05) == []
@@ -155,7 +162,7 @@ def test_idle_flush_complete_words_then_partial_word() -> None:
 
 
 def test_new_input_resets_the_idle_clock() -> None:
-    seg = Segmenter(SegmenterPolicy(min_text_length=50))
+    seg = Segmenter(eager(min_text_length=50))
     seg.push("one two ", 0.0)
     seg.push("three ", 0.09)
     assert seg.poll(0.15) == []
@@ -163,7 +170,7 @@ def test_new_input_resets_the_idle_clock() -> None:
 
 
 def test_flush_forces_everything_out_and_is_idempotent() -> None:
-    seg = Segmenter()
+    seg = Segmenter(eager())
     seg.push("Hi", 0.0)
     assert texts(seg.flush()) == ["Hi"]
     assert seg.flush() == []
@@ -173,9 +180,9 @@ def test_flush_forces_everything_out_and_is_idempotent() -> None:
 
 def test_policy_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="min_text_length"):
-        SegmenterPolicy(min_text_length=0)
+        eager(min_text_length=0)
     with pytest.raises(ValueError, match="max_chunk_size"):
-        SegmenterPolicy(chunk_size=50, max_chunk_size=10)
+        eager(chunk_size=50, max_chunk_size=10)
 
 
 _ATOMS = [
@@ -211,7 +218,7 @@ def test_segments_do_not_depend_on_how_the_input_was_split(text: str, cuts: list
 def test_nothing_lost_or_duplicated_under_any_policy(
     text: str, cuts: list[int], min_len: int, chunk: int, preemptive: bool
 ) -> None:
-    policy = SegmenterPolicy(
+    policy = eager(
         min_text_length=min_len,
         chunk_size=chunk,
         max_chunk_size=max(chunk, 100),
@@ -223,7 +230,7 @@ def test_nothing_lost_or_duplicated_under_any_policy(
 @settings(max_examples=400, deadline=None)
 @given(text=text_strategy, gaps=st.lists(st.floats(0, 2), min_size=1, max_size=20))
 def test_idle_flushes_never_lose_or_duplicate(text: str, gaps: list[float]) -> None:
-    seg = Segmenter()
+    seg = Segmenter(eager())
     out: list[Segment] = []
     now = 0.0
     step = max(1, len(text) // len(gaps))
@@ -236,7 +243,7 @@ def test_idle_flushes_never_lose_or_duplicate(text: str, gaps: list[float]) -> N
 
 
 def _work_for(n: int, piece_chars: int) -> int:
-    seg = Segmenter()
+    seg = Segmenter(eager())
     text = ("word, another word. " * (n // 20 + 1))[:n]
     for start in range(0, n, piece_chars):
         seg.push(text[start : start + piece_chars], 0.0)
@@ -254,7 +261,7 @@ def test_work_is_linear_in_input_length(piece_chars: int) -> None:
 
 
 def test_a_long_unbroken_token_is_linear_too() -> None:
-    seg = Segmenter()
+    seg = Segmenter(eager())
     for _ in range(200):
         seg.push("x" * 1000, 0.0)
     assert seg.work_chars / 200_000 < 10
@@ -262,20 +269,20 @@ def test_a_long_unbroken_token_is_linear_too() -> None:
 
 def test_idle_flush_when_input_arrived_at_time_zero() -> None:
     # Regression: a last-input time of 0.0 was treated as "no input" (falsy).
-    seg = Segmenter()
+    seg = Segmenter(eager())
     seg.push("a", 0.0)
     assert texts(seg.poll(1.0)) == ["a"]
 
 
 def test_growth_schedule_does_not_overflow_on_very_long_contexts() -> None:
-    policy = SegmenterPolicy()
+    policy = eager()
     assert policy.target_chars(100_000) == policy.max_chunk_size
 
 
 def test_idle_flush_deadline_and_decision_agree_under_float_rounding() -> None:
     # Regression: 1.2957328167722173 + 1.0 - 1.2957328167722173 < 1.0, so the poll that
     # the deadline scheduled judged the word "not yet due" and cut an empty segment.
-    seg = Segmenter()
+    seg = Segmenter(eager())
     last = 1.2957328167722173
     seg.push("g.", last)
     deadline = seg.idle_deadline_s()
@@ -284,10 +291,57 @@ def test_idle_flush_deadline_and_decision_agree_under_float_rounding() -> None:
 
 
 def test_flush_words_keeps_the_word_being_typed() -> None:
-    seg = Segmenter(SegmenterPolicy(min_text_length=50))
+    seg = Segmenter(eager(min_text_length=50))
     seg.push("we could go tom", 0.0)
     assert seg.has_complete_words
     out = seg.flush_words()
     assert texts(out) == ["we could go "] and out[0].reason is SegmentReason.PLAYBACK
     assert not seg.has_complete_words and seg.flush_words() == []
     assert texts(seg.flush()) == ["tom"]
+
+
+# --- natural cuts ------------------------------------------------------------------------
+
+NATURAL = SegmenterPolicy()
+
+
+def test_natural_cuts_keep_sentences_whole_after_the_first_segment() -> None:
+    text = "Well, that is a long sentence with clauses, commas, and many many words in it. Next."
+    segments = texts(push_in_pieces(text, [], NATURAL))
+    assert segments == [
+        "Well, ",
+        "that is a long sentence with clauses, commas, and many many words in it. ",
+        "Next.",
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, len(SAMPLE)), max_size=12))
+def test_natural_cuts_do_not_depend_on_how_the_text_was_split(cuts: list[int]) -> None:
+    whole = push_in_pieces(SAMPLE, [], NATURAL)
+    pieces = push_in_pieces(SAMPLE, cuts, NATURAL)
+    check_exactly_once(SAMPLE, pieces)
+    assert texts(pieces) == texts(whole)
+
+
+def test_flush_phrase_cuts_after_the_last_clause_else_the_last_word() -> None:
+    seg = Segmenter(NATURAL)
+    assert texts(seg.push("Hello there, my dear friend, how are yo", 0.0)) == ["Hello "]
+    [phrase] = seg.flush_phrase()
+    assert phrase.text == "there, my dear friend, " and phrase.reason is SegmentReason.PLAYBACK
+    [words] = seg.flush_phrase()  # no clause left: the whole words
+    assert words.text == "how are "
+    assert seg.flush_phrase() == []  # "yo" is still being typed
+    assert texts(seg.flush()) == ["yo"]
+
+
+def test_the_first_segment_takes_a_short_first_clause_already_there() -> None:
+    policy = SegmenterPolicy(first_segment_max_chars=24)
+    text = "Thanks for waiting, I looked at your order. It left on Tuesday."
+    assert texts(push_in_pieces(text, [], policy))[0] == "Thanks for waiting, "
+    # not when the clause is longer than the budget allows
+    short = SegmenterPolicy(first_segment_max_chars=12)
+    assert texts(push_in_pieces(text, [], short))[0] == "Thanks "
+    # and never by waiting: typed a character at a time, the first word goes at once
+    typed = push_in_pieces(text, list(range(len(text))), policy)
+    assert texts(typed)[0] == "Thanks "

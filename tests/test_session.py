@@ -334,7 +334,10 @@ def test_segment_event_reports_queue_and_engine_time() -> None:
 
 def test_words_are_cut_early_when_the_listener_would_run_out_of_audio() -> None:
     # a slow idle flush (1 s), so that only the playback deadline can cut here
-    s = make_session(playback_low_water_ms=250.0, policy=SegmenterPolicy(streaming_threshold_s=1.0))
+    s = make_session(
+        playback_low_water_ms=250.0,
+        policy=SegmenterPolicy(streaming_threshold_s=1.0, natural_cuts=False),
+    )
     [first] = jobs(feed(s, 10.0, type="text", text="Sure, I can help you"))
     assert first.job.segment.text == "Sure, "
     assert s.next_deadline_s() == pytest.approx(11.0)  # only the idle flush so far
@@ -352,7 +355,11 @@ def test_words_are_cut_early_when_the_listener_would_run_out_of_audio() -> None:
 
 
 def test_no_early_cut_while_the_context_is_being_synthesized() -> None:
-    s = make_session(playback_low_water_ms=250.0, max_jobs_in_flight=1)
+    s = make_session(
+        playback_low_water_ms=250.0,
+        max_jobs_in_flight=1,
+        policy=SegmenterPolicy(natural_cuts=False),
+    )
     first, *_ = jobs(feed(s, 10.0, type="text", text="Sure, that is right. And more "))
     s.job_audio(first.job.job_id, "a", 100.0, 10.01)
     s.job_finished(first.job.job_id, 0.0, 0, 10.01)  # "that is right. " is now in flight
@@ -387,7 +394,7 @@ def test_cancel_after_done_answers_once_and_drops_the_stream() -> None:
 
 
 def test_the_end_of_a_stream_names_its_last_announced_segment() -> None:
-    s = make_session(max_jobs_in_flight=8)
+    s = make_session(max_jobs_in_flight=8, first_segment_budget_ms=0)
     first, second = jobs(feed(s, type="text", text="Hello there. "))
     [third] = jobs(feed(s, type="text", text="... ")) + jobs(feed(s, type="end"))
     for job, pcm in ((first, "a"), (second, "b")):
@@ -418,3 +425,16 @@ def test_a_huge_chunk_size_cannot_make_segments_longer_than_the_server_allows() 
     out += feed(s, type="end")
     lengths = [len(j.job.segment.text) for j in jobs(out)]
     assert sum(lengths) == 8000 and max(lengths) <= SegmenterPolicy().max_segment_chars
+
+
+def test_cuts_is_a_per_context_choice_reported_in_ready() -> None:
+    s = make_session(max_jobs_in_flight=64)
+    [ready] = sends(s.start())
+    assert ready["settings"]["cuts"] == "natural"
+    assert error_codes(feed(s, type="start", context="x", cuts="sometimes")) == ["invalid_message"]
+    feed(s, type="start", context="e", cuts="eager")
+    feed(s, type="start", context="n")
+    text = "Well, that is a long sentence, with clauses, commas, and many words in it, truly. "
+    eager = [j.job.segment.text for j in jobs(feed(s, context="e", type="text", text=text))]
+    natural = [j.job.segment.text for j in jobs(feed(s, context="n", type="text", text=text))]
+    assert len(eager) > len(natural) == 2

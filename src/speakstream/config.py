@@ -122,9 +122,24 @@ class Settings:
         0.001,
         600,
     )
+    cuts: str = setting(
+        "natural" if _SEGMENTER.natural_cuts else "eager",
+        "natural: after the first segment, cut inside a sentence only when the listener would "
+        "run dry; eager: also at growth targets and on every input pause",
+        choices=("natural", "eager"),
+    )
+    first_segment_budget_ms: float = setting(
+        _SESSION.first_segment_budget_ms,
+        "the first segment runs on to the first clause already received when the engine "
+        "makes it within this many ms (0: the first word boundary)",
+        0,
+        10_000,
+    )
     playback_low_water_ms: float = setting(
         _SESSION.playback_low_water_ms,
-        "speak the whole words buffered when released audio has this little left (0: off)",
+        "natural cuts: the margin between a segment's forecast arrival and the listener "
+        "running dry; eager cuts: speak the whole words buffered when released audio has "
+        "this little left (0: off)",
         0,
         10_000,
     )

@@ -59,6 +59,13 @@ class SegmenterPolicy:
     streaming_threshold_s: float = 0.1
     partial_word_timeout_s: float = 1.0
     max_segment_chars: int = 400
+    # After the first segment, cut inside a sentence only when asked (``flush_phrase``: the
+    # listener would run dry), never at the growth targets: every such cut costs prosody.
+    natural_cuts: bool = True
+    # The first segment may run on to the first clause or sentence end within this many
+    # characters when that text is already buffered (a paragraph sent whole); 0: it ends
+    # at the first word boundary past min_text_length.
+    first_segment_max_chars: int = 0
 
     def __post_init__(self) -> None:
         if self.min_text_length < 1:
@@ -73,6 +80,8 @@ class SegmenterPolicy:
             raise ValueError("idle timeouts must be positive")
         if self.max_segment_chars < 2 * self.max_chunk_size:
             raise ValueError("max_segment_chars must be at least twice max_chunk_size")
+        if not 0 <= self.first_segment_max_chars <= self.max_segment_chars:
+            raise ValueError("first_segment_max_chars must be between 0 and max_segment_chars")
 
     def target_chars(self, segment_index: int) -> int:
         """Target length of segment ``segment_index`` (>= 1): the growth schedule."""
@@ -163,6 +172,7 @@ class Segmenter:
         self._scan = 0  # index in _buf of the next character to examine
         self._token_start = 0  # index in _buf where the current token began
         self._words_end = 0  # index in _buf just after the last whitespace seen
+        self._phrase_end = 0  # index in _buf just after the last clause or sentence end
         self._next_index = 0
         self._last_input_s: float | None = None
         self._idle_flushed = False
@@ -201,11 +211,29 @@ class Segmenter:
         """Whether whole words (followed by whitespace) are buffered."""
         return self._words_end > 0
 
+    @property
+    def segments_cut(self) -> int:
+        return self._next_index
+
+    @property
+    def complete_chars(self) -> int:
+        """Characters buffered in whole words (what ``flush_words`` would cut)."""
+        return self._words_end
+
     def flush_words(self) -> list[Segment]:
         """Cut the whole words buffered now (the word being typed stays)."""
         segments: list[Segment] = []
         if self._words_end > 0:
             self._cut(self._words_end, SegmentReason.PLAYBACK, segments)
+        return segments
+
+    def flush_phrase(self) -> list[Segment]:
+        """Cut where it costs the least: after the last clause buffered, or else after the
+        last whole word (the listener is about to run out of audio)."""
+        segments: list[Segment] = []
+        end = self._phrase_end or self._words_end
+        if end > 0:
+            self._cut(end, SegmentReason.PLAYBACK, segments)
         return segments
 
     def idle_deadline_s(self) -> float | None:
@@ -260,7 +288,9 @@ class Segmenter:
                 self._words_end = i
             length = i - seg_start
             if kind is not None:
-                cut = self._should_cut(kind, length)
+                cut = self._should_cut(kind, length, i, seg_start)
+                if not cut and kind is not Boundary.WORD:
+                    self._phrase_end = i
             if cut:
                 self._cut_at(seg_start, i, SegmentReason.BOUNDARY, segments)
                 seg_start = i
@@ -273,18 +303,46 @@ class Segmenter:
         self._scan = i
         self._drop_prefix(seg_start)
 
-    def _should_cut(self, kind: Boundary, length: int) -> bool:
+    def _should_cut(self, kind: Boundary, length: int, at: int, seg_start: int) -> bool:
         policy = self.policy
         if length < policy.min_text_length:
             return False
         if self._next_index == 0:
+            if kind is Boundary.WORD and self._phrase_end_ahead(at, seg_start):
+                return False  # the first clause is already here and short enough
             return policy.preemptive_generation or kind is Boundary.SENTENCE
         if kind is Boundary.SENTENCE:
             return True
+        if policy.natural_cuts:
+            return False
         target = policy.target_chars(self._next_index)
         if kind is Boundary.CLAUSE:
             return length >= target
         return length >= target + target // 2
+
+    def _phrase_end_ahead(self, at: int, seg_start: int) -> bool:
+        """Whether the text already buffered after ``at`` ends a clause or sentence within
+        ``first_segment_max_chars`` of the segment's start."""
+        limit = seg_start + self.policy.first_segment_max_chars
+        if limit <= at or not self.preemptive_lookahead:
+            return False
+        token_start = at
+        for j in range(at, min(limit, len(self._buf))):
+            ch = self._buf[j]
+            if ch in _CJK_SENTENCE or ch in _CJK_CLAUSE:
+                return True
+            if ch.isspace():
+                if token_start < j and _classify(self._buf[token_start:j], ch) not in (
+                    None,
+                    Boundary.WORD,
+                ):
+                    return True
+                token_start = j + 1
+        return False
+
+    @property
+    def preemptive_lookahead(self) -> bool:
+        return self.policy.first_segment_max_chars > 0 and self.policy.preemptive_generation
 
     def _cut_at(self, start: int, end: int, reason: SegmentReason, out: list[Segment]) -> None:
         out.append(
@@ -311,3 +369,4 @@ class Segmenter:
         self._scan = max(0, self._scan - n)
         self._token_start = max(0, self._token_start - n)
         self._words_end = max(0, self._words_end - n)
+        self._phrase_end = max(0, self._phrase_end - n)

@@ -120,6 +120,8 @@ def _option(option: Option, value: Any, context: str) -> Value:
         text = _string(value, name, context)
         if not text:
             raise _invalid(f"'{name}' must be a non-empty string", context)
+        if option.choices is not None and text not in option.choices:
+            raise _invalid(f"'{name}' must be one of {', '.join(option.choices)}", context)
         return text
     if option.kind is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -25,6 +25,7 @@ class Option:
     low: float | None = None
     high: float | None = None
     help: str = ""
+    choices: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,15 @@ CHUNKING_OPTIONS: tuple[ChunkingOption, ...] = (
         "input silence (ms) that flushes whole words",
         read=lambda p: round(p.streaming_threshold_s * 1000),
         apply=lambda p, v: dataclasses.replace(p, streaming_threshold_s=v / 1000.0),
+    ),
+    ChunkingOption(
+        "cuts",
+        str,
+        help="natural: cut inside a sentence only when the listener would run dry; "
+        "eager: also at growth targets and on every pause of the input (each word at once)",
+        choices=("natural", "eager"),
+        read=lambda p: "natural" if p.natural_cuts else "eager",
+        apply=lambda p, v: dataclasses.replace(p, natural_cuts=v == "natural"),
     ),
     ChunkingOption(
         "preemptive_generation",

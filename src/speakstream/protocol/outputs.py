@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
+from speakstream.protocol.listener import EngineSpeed
 from speakstream.protocol.server_messages import ServerMessage
 from speakstream.segmenter import Boundary, Segment, SegmenterPolicy
 
@@ -40,7 +41,9 @@ class SessionConfig:
     # (unsupported_sample_rate) for a rate the encoding cannot take.
     resolve_rate_hz: Callable[[str, int | None, int], int] = native_rate_only
     word_timings: bool = False  # the engine reports word timings: `alignment` may be asked
-    # cut whole words early when the audio released has less than this left to play (0: off)
+    # natural cuts: the margin kept between a segment's forecast arrival and the moment
+    # its listener would run dry; eager cuts: cut whole words when the audio released has
+    # this little left to play (0: off)
     playback_low_water_ms: float = 250.0
     policy: SegmenterPolicy = field(default_factory=SegmenterPolicy)
     immediate_send: bool = True
@@ -48,6 +51,9 @@ class SessionConfig:
     max_text_chars: int = 10_000
     max_buffered_chars: int = 50_000
     max_jobs_in_flight: int = 2  # dispatched and not yet released, per connection
+    # the first segment may take the first clause when the engine makes it within this
+    first_segment_budget_ms: float = 35.0
+    speed: EngineSpeed = field(default_factory=EngineSpeed)  # shared by a server's sessions
     max_finished_streams: int = 256  # done contexts remembered for a late cancel
     max_errors: int = 100
     ready_info: dict[str, Any] = field(default_factory=dict)  # extra fields for ``ready``

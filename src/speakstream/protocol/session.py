@@ -15,6 +15,7 @@ are over (``protocol.finished``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Sequence
 from enum import Enum, auto
@@ -131,27 +132,52 @@ class Session:
         return out
 
     def poll(self, now_s: float) -> list[Output]:
-        """Time-driven cuts: idle flushes, and whole words when the listener would
-        otherwise run out of audio."""
+        """Time-driven cuts (``next_deadline_s`` says when): idle flushes, and cuts made
+        because a listener would otherwise run out of audio."""
         out: list[Output] = []
-        low_water_ms = self.config.playback_low_water_ms
         for ctx in list(self._contexts.values()):
-            self._enqueue(ctx, ctx.segmenter.poll(now_s), now_s)
-            deadline = ctx.playback_deadline_s(low_water_ms)
-            if deadline is not None and now_s >= deadline:
-                self._enqueue(ctx, ctx.segmenter.flush_words(), now_s)
+            self._enqueue(ctx, self._timed_cuts(ctx, now_s), now_s)
         self._dispatch(out)
         return out
 
     def next_deadline_s(self) -> float | None:
-        low_water_ms = self.config.playback_low_water_ms
-        deadlines = [
-            d
-            for ctx in self._contexts.values()
-            for d in (ctx.segmenter.idle_deadline_s(), ctx.playback_deadline_s(low_water_ms))
-            if d is not None
-        ]
+        deadlines = [d for ctx in self._contexts.values() for d in self._deadlines(ctx)]
         return min(deadlines, default=None)
+
+    def _natural(self, ctx: ContextStream) -> bool:
+        """Natural cuts, past the first segment, with a listener to decide them."""
+        segmenter = ctx.segmenter
+        return segmenter.policy.natural_cuts and segmenter.segments_cut > 0 and ctx.listening
+
+    def _deadlines(self, ctx: ContextStream) -> list[float]:
+        cfg = self.config
+        if self._natural(ctx):
+            candidates = (
+                ctx.cut_deadline_s(cfg.speed, cfg.playback_low_water_ms),
+                ctx.partial_deadline_s(cfg.speed, cfg.playback_low_water_ms),
+            )
+        else:
+            candidates = (
+                ctx.segmenter.idle_deadline_s(),
+                ctx.playback_deadline_s(cfg.playback_low_water_ms),
+            )
+        return [d for d in candidates if d is not None]
+
+    def _timed_cuts(self, ctx: ContextStream, now_s: float) -> list[Segment]:
+        cfg = self.config
+        if self._natural(ctx):
+            cut_s = ctx.cut_deadline_s(cfg.speed, cfg.playback_low_water_ms)
+            if cut_s is not None and now_s >= cut_s:
+                return ctx.segmenter.flush_phrase()
+            partial_s = ctx.partial_deadline_s(cfg.speed, cfg.playback_low_water_ms)
+            if partial_s is not None and now_s >= partial_s:
+                return ctx.segmenter.flush()
+            return []
+        segments = ctx.segmenter.poll(now_s)
+        deadline = ctx.playback_deadline_s(cfg.playback_low_water_ms)
+        if deadline is not None and now_s >= deadline:
+            segments += ctx.segmenter.flush_words()
+        return segments
 
     def job_audio(
         self,
@@ -172,6 +198,7 @@ class Session:
             job.timing = timing
         ctx = self._contexts[job.spec.context]
         job.chunks.append((pcm, duration_ms, words))
+        job.audio_ms += duration_ms
         ctx.metrics.audio_ms += duration_ms
         self._release(ctx, now_s, out)
         return out
@@ -184,6 +211,8 @@ class Session:
             return []
         ctx = self._contexts[job.spec.context]
         job.state = JobState.FINISHED
+        seg = job.spec.segment
+        self.config.speed.observe(seg.end - seg.start, 1000.0 * synthesis_s, job.audio_ms)
         ctx.metrics.synthesis_ms += 1000.0 * synthesis_s
         ctx.metrics.queue_ms += 1000.0 * queue_s
         return self._after_job(ctx, now_s)
@@ -249,6 +278,11 @@ class Session:
             )
         fmt, native_hz = stream_format(message, cfg)
         policy = apply_chunking(cfg.policy, message.options)
+        if policy.preemptive_generation and cfg.first_segment_budget_ms > 0:
+            first_chars = cfg.speed.chars_within_ms(cfg.first_segment_budget_ms)
+            policy = dataclasses.replace(
+                policy, first_segment_max_chars=min(first_chars, policy.max_segment_chars)
+            )
         ctx = ContextStream(cid, self._next_stream, fmt, Segmenter(policy), now_s)
         self._next_stream += 1
         self._contexts[cid] = ctx

@@ -21,6 +21,7 @@ from enum import Enum, auto
 from typing import Any
 
 from speakstream.protocol.errors import ClientVisibleError, ErrorCode, ProtocolError
+from speakstream.protocol.listener import EngineSpeed, Listener, OnTheWay
 from speakstream.protocol.messages import StartMessage
 from speakstream.protocol.metrics import ContextMetrics
 from speakstream.protocol.outputs import (
@@ -67,6 +68,7 @@ class Job:
     error: ClientVisibleError | None = None
     chunks: list[tuple[Any, float, Sequence[Timed]]] = field(default_factory=list)  # unreleased
     timing: JobTiming | None = None
+    audio_ms: float = 0.0  # made so far
 
     @property
     def done(self) -> bool:
@@ -203,11 +205,56 @@ class ContextStream:
 
     # --- the listener ---------------------------------------------------------------------
 
+    @property
+    def listener(self) -> Listener:
+        return Listener(self.metrics.first_audio_s, self.timeline.audio_ms)
+
+    def _on_the_way(self, speed: EngineSpeed) -> OnTheWay:
+        audio_ms = synthesis_ms = 0.0
+        for job in self.jobs():
+            unreleased_ms = sum(duration_ms for _, duration_ms, _ in job.chunks)
+            if job.done:
+                audio_ms += unreleased_ms
+                continue
+            chars = job.spec.segment.end - job.spec.segment.start
+            released_ms = job.audio_ms - unreleased_ms
+            audio_ms += max(speed.audio_ms_per_char * chars, job.audio_ms) - released_ms
+            synthesis_ms += speed.synthesis_ms(chars)
+        return OnTheWay(audio_ms, synthesis_ms)
+
+    def cut_deadline_s(self, speed: EngineSpeed, margin_ms: float) -> float | None:
+        """Natural cuts: when the whole words buffered must go to the engine so that their
+        audio arrives ``margin_ms`` before the listener runs dry; None while there are
+        none, or before the listener has its first audio."""
+        chars = self.segmenter.complete_chars
+        if not chars:
+            return None
+        return self.listener.cut_by_s(chars, speed, self._on_the_way(speed), margin_ms)
+
+    def partial_deadline_s(self, speed: EngineSpeed, margin_ms: float) -> float | None:
+        """Natural cuts: a word being typed goes once input has been silent for the
+        partial-word timeout and the listener is about to run dry."""
+        silent_s = self.segmenter.idle_deadline_s()
+        if silent_s is None or self.segmenter.complete_chars:
+            return None
+        dry_s = self.listener.cut_by_s(
+            self.segmenter.buffered_chars, speed, self._on_the_way(speed), margin_ms
+        )
+        return None if dry_s is None else max(silent_s, dry_s)
+
+    @property
+    def listening(self) -> bool:
+        """The listener has started (natural cuts are decided by its deadline), or it is
+        still waiting for audio that is on its way."""
+        return self.metrics.first_audio_s is not None or any(
+            isinstance(item, Job) for item in self.pending
+        )
+
     def playback_deadline_s(self, low_water_ms: float) -> float | None:
-        """When the audio released so far, played from its first byte on, has only
-        ``low_water_ms`` left: past it, whole words buffered are cut at once rather than
-        waiting for the segment's target length or sentence end. Only while nothing of
-        the context is being synthesized (that audio is on its way)."""
+        """Eager cuts: when the audio released so far, played from its first byte on, has
+        only ``low_water_ms`` left: past it, whole words buffered are cut at once rather
+        than waiting for the segment's target length or sentence end. Only while nothing
+        of the context is being synthesized (that audio is on its way)."""
         start_s = self.metrics.first_audio_s
         if start_s is None or not low_water_ms or not self.segmenter.has_complete_words:
             return None

@@ -39,6 +39,7 @@ def segmenter_policy(settings: Settings) -> SegmenterPolicy:
         streaming_threshold_s=settings.streaming_threshold,
         partial_word_timeout_s=settings.partial_word_timeout,
         max_segment_chars=max(400, 2 * settings.max_chunk_size),
+        natural_cuts=settings.cuts == "natural",
     )
 
 
@@ -101,6 +102,7 @@ class Runtime:
             resolve_rate_hz=session_rate_hz,
             word_timings=caps.word_timings,
             playback_low_water_ms=settings.playback_low_water_ms,
+            first_segment_budget_ms=settings.first_segment_budget_ms,
             policy=segmenter_policy(settings),
             immediate_send=settings.immediate_send,
             max_contexts=settings.max_contexts,

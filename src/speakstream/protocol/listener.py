@@ -1,0 +1,121 @@
+"""The listener model: how long a context's listener can keep playing, and when the text
+buffered must be cut so that its audio arrives before the listener runs dry.
+
+Every context has a listener playing its audio in real time from the first byte. From
+the audio released, the time since its first byte, the audio still on its way (segments
+being synthesized) and the engine's measured speed, ``cut_by_s`` says when the whole
+words buffered must go to the engine at the latest. Before that, waiting for the end of
+the sentence costs nothing and keeps the sentence whole (better prosody).
+
+``EngineSpeed`` learns the engine's cost as ``overhead_ms + ms_per_char * characters``
+by exponentially weighted least squares over the segments synthesized (one model shared
+by every connection of a server), and the audio made per character.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class EngineSpeed:
+    """A learned forecast of synthesis time and audio length per segment."""
+
+    prior_overhead_ms: float = 15.0
+    prior_ms_per_char: float = 1.5
+    prior_audio_ms_per_char: float = 65.0
+    decay: float = 0.97  # weight kept by older observations at each new one
+    _s: list[float] = field(default_factory=lambda: [0.0] * 5)  # w, wx, wy, wxx, wxy
+    _audio_ms: float = 0.0
+    _audio_chars: float = 0.0
+
+    def __post_init__(self) -> None:
+        # the prior as pseudo-observations at 10 and 60 characters, worth two segments
+        for chars in (10.0, 60.0):
+            self._add(chars, self.prior_overhead_ms + self.prior_ms_per_char * chars, 1.0)
+        self._audio_ms = self.prior_audio_ms_per_char * 50.0
+        self._audio_chars = 50.0
+
+    def _add(self, x: float, y: float, weight: float) -> None:
+        s = self._s
+        for i in range(5):
+            s[i] *= self.decay
+        s[0] += weight
+        s[1] += weight * x
+        s[2] += weight * y
+        s[3] += weight * x * x
+        s[4] += weight * x * y
+
+    def observe(self, chars: int, synthesis_ms: float, audio_ms: float) -> None:
+        if chars <= 0 or synthesis_ms <= 0:
+            return
+        self._add(float(chars), synthesis_ms, 1.0)
+        if audio_ms > 0:
+            self._audio_ms = self.decay * self._audio_ms + audio_ms
+            self._audio_chars = self.decay * self._audio_chars + chars
+
+    @property
+    def ms_per_char(self) -> float:
+        w, wx, wy, wxx, wxy = self._s
+        denominator = w * wxx - wx * wx
+        if denominator <= 1e-9:
+            return self.prior_ms_per_char
+        return max(0.05, (w * wxy - wx * wy) / denominator)
+
+    @property
+    def overhead_ms(self) -> float:
+        w, wx, wy, _, _ = self._s
+        return max(0.0, (wy - self.ms_per_char * wx) / w)
+
+    @property
+    def audio_ms_per_char(self) -> float:
+        return self._audio_ms / self._audio_chars
+
+    def synthesis_ms(self, chars: int) -> float:
+        """Forecast engine time for a segment of ``chars`` characters."""
+        return self.overhead_ms + self.ms_per_char * chars
+
+    def chars_within_ms(self, budget_ms: float) -> int:
+        """The longest segment the engine makes within ``budget_ms`` (0: none)."""
+        return max(0, int((budget_ms - self.overhead_ms) / self.ms_per_char))
+
+
+@dataclass(slots=True)
+class Listener:
+    """A listener of one context, playing in real time from its first audio byte."""
+
+    first_audio_s: float | None = None
+    released_ms: float = 0.0  # audio released so far
+
+    def runs_dry_s(self, on_the_way_ms: float = 0.0) -> float | None:
+        """When the listener has played everything released (plus ``on_the_way_ms`` of
+        audio still being made); None before the first byte."""
+        if self.first_audio_s is None:
+            return None
+        return self.first_audio_s + (self.released_ms + on_the_way_ms) / 1000.0
+
+    def cut_by_s(
+        self,
+        buffered_chars: int,
+        speed: EngineSpeed,
+        on_the_way: OnTheWay,
+        margin_ms: float,
+    ) -> float | None:
+        """The latest time to cut ``buffered_chars`` of whole words so their audio comes
+        ``margin_ms`` before the listener runs dry, counting in the audio already on its
+        way (made and waiting for its turn, or forecast for segments not yet made) and
+        the engine time those segments still need first."""
+        dry_s = self.runs_dry_s(on_the_way.audio_ms)
+        if dry_s is None:
+            return None
+        needed_ms = on_the_way.synthesis_ms + speed.synthesis_ms(buffered_chars) + margin_ms
+        return dry_s - needed_ms / 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class OnTheWay:
+    """A context's segments cut but not yet released whole: their audio still to come
+    (made or forecast) and the engine time they still need (forecast)."""
+
+    audio_ms: float = 0.0
+    synthesis_ms: float = 0.0
