@@ -93,9 +93,7 @@ def test_never_splits_numbers_prices_times_abbreviations_urls() -> None:
     "abbreviation", ["Dr.", "Mr.", "e.g.", "i.e.", "U.S.", "J.", "etc.", "vs."]
 )
 def test_no_cut_right_after_an_abbreviation(abbreviation: str) -> None:
-    policy = eager(
-        min_text_length=1, chunk_size=1, max_chunk_size=1, max_segment_chars=400
-    )
+    policy = eager(min_text_length=1, chunk_size=1, max_chunk_size=1, max_segment_chars=400)
     text = f"Yes. {abbreviation} Brown went home. "
     segments = push_in_pieces(text, [])
     assert not any(s.text.endswith(f"{abbreviation} ") for s in segments), texts(segments)
