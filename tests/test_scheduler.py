@@ -186,3 +186,32 @@ async def test_a_lone_connection_still_uses_every_worker_but_the_last() -> None:
         assert await asyncio.gather(*jobs) == [3, 3, 3]
     finally:
         pool.close()
+
+
+async def test_waiting_jobs_are_served_earliest_deadline_first() -> None:
+    engine = GatedEngine()
+    pool = EnginePool(engine, max_workers=1)
+
+    async def job(text: str, start_by_s: float) -> None:
+        async for _ in pool.stream(
+            lambda: engine.synthesize(text, "v", SynthesisOptions()),
+            first=False,
+            timeout_s=10,
+            clock=JobClock(),
+            start_by_s=start_by_s,
+        ):
+            pass
+
+    try:
+        busy = asyncio.create_task(job("busy", 0.0))
+        await wait_for(lambda: engine.started == ["busy"])
+        later = asyncio.create_task(job("relaxed", 50.0))
+        await wait_for(lambda: pool.waiting_jobs == 1)
+        urgent = asyncio.create_task(job("urgent", 10.0))
+        await wait_for(lambda: pool.waiting_jobs == 2)
+        for text in ("busy", "relaxed", "urgent"):
+            engine.gate(text).set()
+        await asyncio.gather(busy, later, urgent)
+        assert engine.started == ["busy", "urgent", "relaxed"]
+    finally:
+        pool.close()

@@ -438,3 +438,14 @@ def test_cuts_is_a_per_context_choice_reported_in_ready() -> None:
     eager = [j.job.segment.text for j in jobs(feed(s, context="e", type="text", text=text))]
     natural = [j.job.segment.text for j in jobs(feed(s, context="n", type="text", text=text))]
     assert len(eager) > len(natural) == 2
+
+
+def test_later_segments_carry_the_time_their_listener_needs_them_by() -> None:
+    s = make_session(max_jobs_in_flight=8, first_segment_budget_ms=0)
+    first, second = jobs(feed(s, 10.0, type="text", text="Hello there. "))
+    assert first.job.start_by_s == 10.0  # a first segment: at once
+    # the second is needed once the first one's (forecast) audio has played
+    assert 10.0 < second.job.start_by_s < 10.0 + 6 * 0.2
+    s.job_audio(first.job.job_id, "a", 3000.0, 10.05)  # 3 s of audio from 10.05 on
+    [third] = jobs(feed(s, 10.1, type="text", text="More words. "))
+    assert 10.05 + 3.0 - 0.5 < third.job.start_by_s < 10.05 + 3.0 + 1.0

@@ -1,8 +1,9 @@
 """The engine worker pool: a fixed number of threads shared by every connection.
 
 * Admission: at most ``max_workers`` jobs run at once, server-wide. Waiting jobs are
-  ordered by priority (a context's first segment before any later one: time to first
-  audio matters most), then by arrival; while a first segment runs, later segments do
+  served earliest deadline first (the time each must start for its listener not to run
+  dry: a first segment's is its arrival), then a context's first segment before a later
+  one (time to first audio matters most), then by arrival; while a first segment runs, later segments do
   not start; the last free worker is kept for a connection that has nothing running.
   A waiting job that is cancelled simply leaves.
 * Streaming: the blocking engine runs in a worker thread and hands each PCM chunk to the
@@ -69,8 +70,9 @@ class _Done:
 
 @dataclass(order=True, slots=True)
 class _Waiter:
-    priority: int
-    order: int
+    start_by_s: float  # earliest deadline first
+    priority: int  # then a first segment (0) before a later one (1)
+    order: int  # then by arrival
     owner: Hashable = field(compare=False)
     future: asyncio.Future[None] = field(compare=False)
 
@@ -127,9 +129,10 @@ class EnginePool:
             del self._running_by_owner[owner]
         self._grant()
 
-    async def _acquire(self, priority: int, owner: Hashable) -> None:
+    async def _acquire(self, priority: int, owner: Hashable, start_by_s: float) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        bisect.insort(self._waiters, _Waiter(priority, next(self._order), owner, fut))
+        waiter = _Waiter(start_by_s, priority, next(self._order), owner, fut)
+        bisect.insort(self._waiters, waiter)
         self._grant()
         try:
             await fut
@@ -147,6 +150,7 @@ class EnginePool:
         timeout_s: float,
         clock: JobClock,
         owner: Hashable = None,
+        start_by_s: float = 0.0,
     ) -> AsyncGenerator[PcmChunk, None]:
         """Run ``make_chunks`` (the engine, and what shapes its output) in a worker thread,
         yielding chunks as they come.
@@ -154,12 +158,14 @@ class EnginePool:
         Raises ``SynthesisTimeoutError`` past ``timeout_s`` of synthesis (queueing not
         counted). ``clock`` is stamped as the job waits, starts, speaks and ends. ``owner``
         (a connection) is what the pool's fairness counts; None: the job's own.
+        ``start_by_s`` (``time.monotonic``): when the job must start at the latest; the
+        waiting job with the earliest goes first (then first segments, then arrival).
         """
         loop = asyncio.get_running_loop()
         clock.queued_s = time.monotonic()
         priority = 0 if first else 1
         owner = owner if owner is not None else object()
-        await self._acquire(priority, owner)
+        await self._acquire(priority, owner, start_by_s)
         clock.started_s = time.monotonic()
         cancel = threading.Event()
         chunks: asyncio.Queue[PcmChunk | _Done] = asyncio.Queue()

@@ -71,6 +71,7 @@ class Synthesizer:
             timeout_s=self.timeout_s,
             clock=clock,
             owner=owner,
+            start_by_s=job.start_by_s,
         )
         try:
             async with contextlib.aclosing(chunks):

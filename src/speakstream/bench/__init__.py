@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "encoders": "speakstream.bench.encoders:run",
     "soak": "speakstream.bench.soak:run",
     "quality": "speakstream.bench.quality:run",
+    "load": "speakstream.bench.load:run",
 }
 DEFAULT_BENCHMARK = "latency"
 

@@ -70,6 +70,9 @@ class SynthesisJob:
     volume: float
     pause_before: Boundary  # what ended the text before this segment
     first: bool  # the context's first segment: scheduled ahead of others
+    # when the engine must start it at the latest for its listener not to run dry
+    # (session clock; a first segment: at once); the pool serves the earliest first
+    start_by_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,7 +117,7 @@ class Session:
                 out.append(Send(Pong(message.id), urgent=True))
         except ProtocolError as error:
             self._on_error(error, out)
-        self._dispatch(out)
+        self._dispatch(out, now_s)
         return out
 
     def receive_binary_frame(self, data: bytes, now_s: float) -> list[Output]:
@@ -137,7 +137,7 @@ class Session:
         out: list[Output] = []
         for ctx in list(self._contexts.values()):
             self._enqueue(ctx, self._timed_cuts(ctx, now_s), now_s)
-        self._dispatch(out)
+        self._dispatch(out, now_s)
         return out
 
     def next_deadline_s(self) -> float | None:
@@ -381,18 +381,22 @@ class Session:
             self._dispatch_queue.append(job)
             self._next_job += 1
 
-    def _dispatch(self, out: list[Output]) -> None:
-        while self._in_flight < self.config.max_jobs_in_flight and self._dispatch_queue:
+    def _dispatch(self, out: list[Output], now_s: float) -> None:
+        cfg = self.config
+        while self._in_flight < cfg.max_jobs_in_flight and self._dispatch_queue:
             job = next((j for j in self._dispatch_queue if j.spec.first), self._dispatch_queue[0])
             self._dispatch_queue.remove(job)
             job.state = JobState.RUNNING
             self._in_flight += 1
+            ctx = self._contexts[job.spec.context]
+            start_by_s = ctx.start_by_s(job, cfg.speed, cfg.playback_low_water_ms, now_s)
+            job.spec = dataclasses.replace(job.spec, start_by_s=start_by_s)
             out.append(Synthesize(job.spec))
 
     def _after_job(self, ctx: ContextStream, now_s: float) -> list[Output]:
         out: list[Output] = []
         self._release(ctx, now_s, out)
-        self._dispatch(out)
+        self._dispatch(out, now_s)
         return out
 
     def _release(self, ctx: ContextStream, now_s: float, out: list[Output]) -> None:

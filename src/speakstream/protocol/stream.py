@@ -63,7 +63,7 @@ class JobTiming:
 
 @dataclass(slots=True)
 class Job:
-    spec: SynthesisJob
+    spec: SynthesisJob  # (its start_by_s is set when it is dispatched)
     state: JobState = JobState.QUEUED
     error: ClientVisibleError | None = None
     chunks: list[tuple[Any, float, Sequence[Timed]]] = field(default_factory=list)  # unreleased
@@ -209,9 +209,26 @@ class ContextStream:
     def listener(self) -> Listener:
         return Listener(self.metrics.first_audio_s, self.timeline.audio_ms)
 
-    def _on_the_way(self, speed: EngineSpeed) -> OnTheWay:
+    def start_by_s(self, job: Job, speed: EngineSpeed, margin_ms: float, now_s: float) -> float:
+        """When the engine must start ``job`` at the latest for its audio to come
+        ``margin_ms`` before the listener runs dry (the listener starts when the first
+        audio comes, forecast if it has not yet). A first segment: now."""
+        if job.spec.first:
+            return now_s
+        ahead = self._on_the_way(speed, before=job)
+        start_s = self.metrics.first_audio_s
+        if start_s is None:  # forecast: once the segments ahead are made
+            start_s = now_s + ahead.synthesis_ms / 1000.0
+        dry_s = Listener(start_s, self.timeline.audio_ms).runs_dry_s(ahead.audio_ms)
+        chars = job.spec.segment.end - job.spec.segment.start
+        needed_ms = speed.synthesis_ms(chars) + margin_ms
+        return (dry_s if dry_s is not None else now_s) - needed_ms / 1000.0
+
+    def _on_the_way(self, speed: EngineSpeed, before: Job | None = None) -> OnTheWay:
         audio_ms = synthesis_ms = 0.0
         for job in self.jobs():
+            if job is before:
+                break
             unreleased_ms = sum(duration_ms for _, duration_ms, _ in job.chunks)
             if job.done:
                 audio_ms += unreleased_ms
