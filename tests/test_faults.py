@@ -188,3 +188,24 @@ async def test_one_hung_context_does_not_hold_up_another_connection(fake_engine_
             stalled_result = await stalled.collect()
         assert [e.data["code"] for e in stalled_result.errors] == ["synthesis_timeout"]
         await wait_for(lambda: srv.runtime.pool.running_jobs == 0)  # the worker came back
+
+
+async def test_a_connection_is_refused_busy_with_1013_when_the_engine_is_at_capacity(
+    fake_engine_factory: Any,
+) -> None:
+    async with running_server(fake_engine_factory()) as srv:
+        capacity = srv.runtime.session_config.capacity
+        assert capacity is not None
+        capacity.active = capacity.listeners_limit  # as if that many were speaking
+        async with websockets.connect(srv.stream_url) as ws:
+            error = json.loads(await ws.recv())
+            assert error["code"] == "busy" and error["retry_after_ms"] > 0
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+            assert ws.close_code == 1013
+        capacity.active = 0
+        async with await connect(srv.stream_url) as conn:  # admitted again
+            ctx = conn.context()
+            await ctx.send("Hello again. ")
+            await ctx.end()
+            assert (await ctx.collect()).audio

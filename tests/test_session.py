@@ -449,3 +449,24 @@ def test_later_segments_carry_the_time_their_listener_needs_them_by() -> None:
     s.job_audio(first.job.job_id, "a", 3000.0, 10.05)  # 3 s of audio from 10.05 on
     [third] = jobs(feed(s, 10.1, type="text", text="More words. "))
     assert 10.05 + 3.0 - 0.5 < third.job.start_by_s < 10.05 + 3.0 + 1.0
+
+
+def test_contexts_beyond_the_engine_capacity_are_refused_busy_then_admitted() -> None:
+    from speakstream.protocol.listener import Capacity, EngineSpeed
+
+    speed = EngineSpeed(prior_ms_per_char=65.0, prior_audio_ms_per_char=65.0)  # 1 s/s
+    capacity = Capacity(workers=2, speed=speed, fraction=1.0)
+    s = make_session(capacity=capacity)
+    other = make_session(capacity=capacity)  # capacity is server-wide
+    feed(s, type="start", context="a")
+    feed(other, type="start", context="b")
+    out = feed(s, type="start", context="c")
+    [error] = [m for m in sends(out) if m["type"] == "error"]
+    assert error["code"] == "busy" and error["retryable"] and error["retry_after_ms"] > 0
+    assert error_codes(feed(s, type="text", context="d", text="Hi there ")) == ["busy"]
+    feed(other, type="cancel", context="b")
+    assert capacity.active == 1
+    assert error_codes(feed(s, type="start", context="c")) == []
+    s.close()
+    other.close()
+    assert capacity.active == 0

@@ -79,6 +79,13 @@ class Settings:
         1,
         256,
     )
+    admission_fraction: float = setting(
+        0.9,
+        "refuse new contexts (busy) once the open ones reach this fraction of the listeners "
+        "the engine can feed in real time, learned as it runs (0: never refuse)",
+        0,
+        10,
+    )
     task_timeout: float = setting(10.0, "seconds a segment's synthesis may take", 0.01, 3600)
     immediate_send: bool = setting(
         _SESSION.immediate_send, "send each audio chunk as soon as it exists"

@@ -40,6 +40,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_ERRORS = "too_many_errors"
     SERVER_SHUTTING_DOWN = "server_shutting_down"
     INTERNAL_ERROR = "internal_error"
+    BUSY = "busy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {code: _CLIENT_MISTAKE for code in ErrorCod
     ErrorCode.TOO_MANY_CONNECTIONS: _TRANSIENT,
     ErrorCode.SERVER_SHUTTING_DOWN: _TRANSIENT,
     ErrorCode.INTERNAL_ERROR: _TRANSIENT,
+    ErrorCode.BUSY: _TRANSIENT,
 }
 
 
@@ -67,7 +69,7 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008  # too many protocol errors on one socket
     MESSAGE_TOO_BIG = 1009  # frame or message larger than max_message_bytes
     INTERNAL_ERROR = 1011  # unexpected server error; nothing internal is disclosed
-    TRY_AGAIN_LATER = 1013  # max_connections reached
+    TRY_AGAIN_LATER = 1013  # max_connections reached, or the engine is at capacity
 
 
 class SpeakstreamError(Exception):
@@ -77,11 +79,18 @@ class SpeakstreamError(Exception):
 class ClientVisibleError(SpeakstreamError):
     """An error a client is told about: a stable code, a human message, its context."""
 
-    def __init__(self, code: ErrorCode, message: str, context: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        context: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.context = context
+        self.retry_after_s = retry_after_s  # a hint for retryable errors
 
     @property
     def retryable(self) -> bool:
@@ -89,7 +98,7 @@ class ClientVisibleError(SpeakstreamError):
 
     def for_context(self, context: str) -> ClientVisibleError:
         """The same error, about ``context``."""
-        return type(self)(self.code, self.message, context)
+        return type(self)(self.code, self.message, context, self.retry_after_s)
 
 
 class ProtocolError(ClientVisibleError):

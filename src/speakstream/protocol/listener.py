@@ -119,3 +119,32 @@ class OnTheWay:
 
     audio_ms: float = 0.0
     synthesis_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class Capacity:
+    """Server-wide admission: how many contexts may speak at once before the engine can
+    no longer keep every listener fed.
+
+    The engine makes ``audio_ms_per_char / ms_per_char`` seconds of audio per second on
+    each of its ``workers`` (learned as it runs, so under load it reflects the load); each
+    real-time listener consumes one. New contexts are refused (``busy``) once the open
+    ones reach ``fraction`` of that, never below ``workers``. ``fraction`` 0: off."""
+
+    workers: int
+    speed: EngineSpeed
+    fraction: float = 0.9
+    active: int = 0  # contexts open, server-wide
+
+    @property
+    def listeners_limit(self) -> int:
+        per_worker = self.speed.audio_ms_per_char / self.speed.ms_per_char
+        return max(self.workers, int(self.fraction * self.workers * per_worker + 1e-6))
+
+    @property
+    def full(self) -> bool:
+        return self.fraction > 0 and self.active >= self.listeners_limit
+
+    def retry_after_s(self) -> float:
+        """A hint: about one segment's playback, when some context usually finishes."""
+        return 2.0

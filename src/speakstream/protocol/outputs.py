@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
-from speakstream.protocol.listener import EngineSpeed
+from speakstream.protocol.listener import Capacity, EngineSpeed
 from speakstream.protocol.server_messages import ServerMessage
 from speakstream.segmenter import Boundary, Segment, SegmenterPolicy
 
@@ -54,6 +54,7 @@ class SessionConfig:
     # the first segment may take the first clause when the engine makes it within this
     first_segment_budget_ms: float = 35.0
     speed: EngineSpeed = field(default_factory=EngineSpeed)  # shared by a server's sessions
+    capacity: Capacity | None = None  # server-wide admission (shared); None: no limit
     max_finished_streams: int = 256  # done contexts remembered for a late cancel
     max_errors: int = 100
     ready_info: dict[str, Any] = field(default_factory=dict)  # extra fields for ``ready``

@@ -71,10 +71,14 @@ class ErrorMessage(ServerMessage):
     retryable: bool
     context: str | None = None
     segment: int | None = None
+    retry_after_ms: int | None = None
 
     @classmethod
     def of(cls, error: ClientVisibleError, segment: int | None = None) -> ErrorMessage:
-        return cls(str(error.code), error.message, error.retryable, error.context, segment)
+        retry_ms = None if error.retry_after_s is None else round(1000 * error.retry_after_s)
+        return cls(
+            str(error.code), error.message, error.retryable, error.context, segment, retry_ms
+        )
 
 
 @dataclass(frozen=True, slots=True)

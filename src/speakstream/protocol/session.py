@@ -231,7 +231,8 @@ class Session:
         ids = tuple(job_id for job_id, job in self._jobs.items() if job.state is JobState.RUNNING)
         self._jobs.clear()
         self._dispatch_queue.clear()
-        self._contexts.clear()
+        for cid in list(self._contexts):
+            self._forget(cid)
         return [CancelJobs(ids)] if ids else []
 
     # --- introspection (tests, metrics) --------------------------------------------------
@@ -276,6 +277,15 @@ class Session:
                 "end or cancel one first",
                 cid,
             )
+        capacity = cfg.capacity
+        if capacity is not None and capacity.full:
+            raise ProtocolError(
+                ErrorCode.BUSY,
+                f"the engine is at capacity ({capacity.active} contexts speaking); "
+                "try again shortly",
+                cid,
+                retry_after_s=capacity.retry_after_s(),
+            )
         fmt, native_hz = stream_format(message, cfg)
         policy = apply_chunking(cfg.policy, message.options)
         if policy.preemptive_generation and cfg.first_segment_budget_ms > 0:
@@ -286,6 +296,8 @@ class Session:
         ctx = ContextStream(cid, self._next_stream, fmt, Segmenter(policy), now_s)
         self._next_stream += 1
         self._contexts[cid] = ctx
+        if capacity is not None:
+            capacity.active += 1
         self._finished.forget(cid)
         out.append(OpenStream(ctx.stream, cid, fmt.encoding, fmt.sample_rate_hz, native_hz))
         return ctx
@@ -348,9 +360,16 @@ class Session:
         ctx.mark_end()
         self._release(ctx, now_s, out)
 
+    def _forget(self, cid: str) -> ContextStream | None:
+        """Take an open context out of the table (done, cancelled, or the end)."""
+        ctx = self._contexts.pop(cid, None)
+        if ctx is not None and self.config.capacity is not None:
+            self.config.capacity.active -= 1
+        return ctx
+
     def _on_cancel(self, message: CancelMessage, out: list[Output]) -> None:
         cid = message.context
-        ctx = self._contexts.pop(cid, None)
+        ctx = self._forget(cid)
         if ctx is None:
             finished = self._finished.take(cid)
             if finished is None:
@@ -404,7 +423,7 @@ class Session:
             self._jobs.pop(job.spec.job_id, None)
             self._in_flight -= 1
         if not ctx.pending and ctx.state is ContextState.ENDED:
-            del self._contexts[ctx.id]
+            self._forget(ctx.id)
             self._finished.remember(ctx.id, ctx.stream, ctx.timeline)
 
 

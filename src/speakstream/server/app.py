@@ -49,6 +49,15 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         )
         await _refuse(websocket, error, CloseCode.TRY_AGAIN_LATER)
         return
+    capacity = runtime.session_config.capacity
+    if capacity is not None and capacity.full:
+        error = ProtocolError(
+            ErrorCode.BUSY,
+            f"the engine is at capacity ({capacity.active} contexts speaking); try again shortly",
+            retry_after_s=capacity.retry_after_s(),
+        )
+        await _refuse(websocket, error, CloseCode.TRY_AGAIN_LATER)
+        return
     runtime.connections += 1
     runtime.connections_total += 1
     try:

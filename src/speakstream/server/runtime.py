@@ -19,6 +19,7 @@ from speakstream.audio.seams import SeamPolicy
 from speakstream.config import ConfigError, Settings
 from speakstream.engines import Engine, EngineSettings, load_engine
 from speakstream.protocol.errors import ErrorCode, ProtocolError
+from speakstream.protocol.listener import Capacity, EngineSpeed
 from speakstream.protocol.outputs import SessionConfig
 from speakstream.scheduler import EnginePool
 from speakstream.segmenter import SegmenterPolicy
@@ -94,7 +95,11 @@ class Runtime:
             raise ConfigError(
                 f"setting 'default_encoding': {encoding!r} is not one of {', '.join(ENCODINGS)}"
             )
+        speed = EngineSpeed()
+        capacity = Capacity(settings.max_concurrent_tasks, speed, settings.admission_fraction)
         session_config = SessionConfig(
+            speed=speed,
+            capacity=capacity,
             voices={v.name: v.sample_rate_hz for v in caps.voices},
             default_voice=caps.default_voice,
             encodings=frozenset(ENCODINGS),
