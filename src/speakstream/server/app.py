@@ -64,6 +64,7 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         await Connection(websocket, runtime).serve()
     finally:
         runtime.connections -= 1
+        await runtime.after_connection()
 
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"

@@ -3,6 +3,7 @@ synthesizer, counters; and how each component's settings are built from ``Settin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from speakstream.protocol.listener import Capacity, EngineSpeed
 from speakstream.protocol.outputs import SessionConfig
 from speakstream.scheduler import EnginePool
 from speakstream.segmenter import SegmenterPolicy
+from speakstream.server import memory
 from speakstream.server.voices import VoiceMap
 from speakstream.synthesis import Synthesizer
 from speakstream.version import __version__
@@ -88,7 +90,9 @@ class Runtime:
     def build(cls, settings: Settings, engine: Engine | None = None) -> Runtime:
         owns_engine = engine is None
         if engine is None:
+            memory.limit_arenas()  # before the engine's threads allocate
             engine = load_engine(settings.engine, engine_settings(settings))
+            memory.trim()  # what loading the model freed
         caps = engine.capabilities
         encoding = settings.default_encoding
         if encoding not in ENCODINGS:
@@ -154,6 +158,11 @@ class Runtime:
         return cls(
             settings, engine, pool, session_config, synthesizer, voice_map, owns_engine=owns_engine
         )
+
+    async def after_connection(self) -> None:
+        """A connection ended: once nothing else runs, give freed memory back."""
+        if self.connections == 0 and self.pool.running_jobs == 0:
+            await asyncio.to_thread(memory.trim)
 
     def close(self) -> None:
         self.pool.close()
