@@ -17,9 +17,7 @@ from starlette.websockets import WebSocket
 
 from speakstream.config import Settings
 from speakstream.engines.base import Engine
-from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
-from speakstream.protocol.server_messages import ErrorMessage
-from speakstream.server.connection import Connection
+from speakstream.server.admission import serve_websocket
 from speakstream.server.http_guard import guarded_http_protocol
 from speakstream.server.log_limits import install_client_fault_filter, install_event_rate_limits
 from speakstream.server.runtime import Runtime
@@ -28,33 +26,8 @@ from speakstream.server.ws_protocol import DeadlineWebSocketProtocol
 _LOGGER = logging.getLogger(__name__)
 
 
-async def _refuse(websocket: WebSocket, error: ProtocolError, code: CloseCode) -> None:
-    with contextlib.suppress(Exception):
-        await websocket.send_text(ErrorMessage.of(error).to_json())
-        await websocket.close(code=code, reason=error.message[:120])
-
-
 async def stream_endpoint(websocket: WebSocket) -> None:
-    runtime: Runtime = websocket.app.state.runtime
-    await websocket.accept()
-    if runtime.shutting_down:
-        error = ProtocolError(ErrorCode.SERVER_SHUTTING_DOWN, "the server is shutting down")
-        await _refuse(websocket, error, CloseCode.GOING_AWAY)
-        return
-    if runtime.connections >= runtime.settings.max_connections:
-        error = ProtocolError(
-            ErrorCode.TOO_MANY_CONNECTIONS,
-            f"the server already serves {runtime.settings.max_connections} connections; "
-            "try again later",
-        )
-        await _refuse(websocket, error, CloseCode.TRY_AGAIN_LATER)
-        return
-    runtime.connections += 1
-    runtime.connections_total += 1
-    try:
-        await Connection(websocket, runtime).serve()
-    finally:
-        runtime.connections -= 1
+    await serve_websocket(websocket)
 
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"

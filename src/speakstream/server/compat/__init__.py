@@ -1,0 +1,1 @@
+"""Vendor protocols over the shared connection core: one module per vendor."""
