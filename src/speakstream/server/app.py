@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket
 from speakstream.config import Settings
 from speakstream.engines.base import Engine
 from speakstream.server.admission import serve_websocket
+from speakstream.server.compat import wyoming
 from speakstream.server.http_guard import guarded_http_protocol
 from speakstream.server.log_limits import install_client_fault_filter, install_event_rate_limits
 from speakstream.server.runtime import Runtime
@@ -79,7 +80,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            yield
+            async with wyoming.listening(runtime):
+                yield
         finally:
             runtime.shutting_down = True
             runtime.close()

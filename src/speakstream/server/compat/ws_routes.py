@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from speakstream.server.compat import elevenlabs
+from speakstream.server.compat import cartesia, deepgram, elevenlabs
 
 
 def routes() -> list[BaseRoute]:
-    return [*elevenlabs.routes()]
+    return [*elevenlabs.routes(), *deepgram.routes(), *cartesia.routes()]
