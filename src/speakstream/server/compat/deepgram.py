@@ -35,6 +35,7 @@ from speakstream.protocol.messages import (
     StartMessage,
     TextMessage,
 )
+from speakstream.protocol.options import Value
 from speakstream.protocol.server_messages import (
     Cancelled,
     Done,
@@ -94,12 +95,12 @@ class DeepgramDialect:
                 self._utterance += 1
                 self._open = f"utterance-{self._utterance}"
                 s = self.settings
-                options = {
+                options: dict[str, Value] = {
                     "voice": s.voice,
                     "encoding": s.encoding,
                     "sample_rate_hz": s.sample_rate_hz,
                 }
-                messages.append(StartMessage(self._open, dict(options)))
+                messages.append(StartMessage(self._open, options))
             messages.append(TextMessage(self._open, text))
             return Inbound(messages=messages)
         if kind == "Flush":

@@ -146,8 +146,8 @@ class WyomingDialect:
                 raise wire.invalid(f"{kind} without synthesize-start")
             if kind == "synthesize-stop":
                 return Inbound(messages=(EndMessage(self._context),))
-            text = wire.optional_str(data, "text")
-            return Inbound(messages=(TextMessage(self._context, text),) if text else ())
+            chunk = wire.optional_str(data, "text")
+            return Inbound(messages=(TextMessage(self._context, chunk),) if chunk else ())
         return Inbound()  # events for other services (asr, wake, ...) are not ours
 
     def _start(self, data: dict[str, Any]) -> StartMessage:
