@@ -89,7 +89,11 @@ async def test_clear_mid_utterance_then_speak_again(piper_engine: Engine) -> Non
 
 async def test_unsupported_query_is_http_400(piper_engine: Engine) -> None:
     async with compat_server(piper_engine) as srv:
-        for query in ("encoding=opus", "encoding=linear16&sample_rate=32000", "encoding=mulaw&sample_rate=44100"):
+        for query in (
+            "encoding=opus",
+            "encoding=linear16&sample_rate=32000",
+            "encoding=mulaw&sample_rate=44100",
+        ):
             with pytest.raises(websockets.InvalidStatus) as info:
                 async with websockets.connect(f"{srv.url}/v1/speak?{query}"):
                     pass

@@ -98,7 +98,10 @@ async def test_stream_input_audio_before_the_end_with_alignment(
                 if r["alignment"]:
                     a = r["alignment"]
                     chars += a["chars"]
-                    ends_ms += [offset_ms + s + d for s, d in zip(a["charStartTimesMs"], a["charDurationsMs"], strict=True)]
+                    ends_ms += [
+                        offset_ms + s + d
+                        for s, d in zip(a["charStartTimesMs"], a["charDurationsMs"], strict=True)
+                    ]
                 bps = 2 if encoding == "pcm_s16le" else 1
                 offset_ms += 1000 * len(base64.b64decode(r["audio"])) / bps / rate_hz
         if encoding != "mp3":
@@ -130,11 +133,15 @@ async def test_multi_stream_contexts_flush_close_context_and_close_socket(
                 await ws.send(json.dumps({"text": " ", "context_id": cid}))
             await ws.send(json.dumps({"text": "", "context_id": "a"}))  # keep-alive
             await ws.send(json.dumps({"text": FIRST + REST, "context_id": "a"}))
-            await ws.send(json.dumps({"text": "Context b speaks.", "context_id": "b", "flush": True}))
+            await ws.send(
+                json.dumps({"text": "Context b speaks.", "context_id": "b", "flush": True})
+            )
             seen: list[dict[str, Any]] = []
             while not any(r.get("contextId") == "a" and r.get("audio") for r in seen):
                 seen.append(json.loads(await ws.recv()))
-            await ws.send(json.dumps({"context_id": "a", "close_context": True}))  # unflushed: cancel
+            await ws.send(
+                json.dumps({"context_id": "a", "close_context": True})
+            )  # unflushed: cancel
             await ws.send(json.dumps({"close_socket": True}))
             replies, code = await _collect(ws)
         seen += replies
