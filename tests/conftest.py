@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import uvicorn
+from starlette.routing import BaseRoute
 
 from speakstream.config import Settings
 from speakstream.engines import Engine, EngineSettings, load_engine
@@ -37,11 +38,17 @@ class RunningServer:
 
 @contextlib.asynccontextmanager
 async def running_server(
-    engine: Engine, settings: Settings | None = None, **changes: Any
+    engine: Engine,
+    settings: Settings | None = None,
+    *,
+    extra_routes: Sequence[BaseRoute] = (),
+    **changes: Any,
 ) -> AsyncIterator[RunningServer]:
-    """A real uvicorn server in this event loop on 127.0.0.1 and a free port."""
+    """A real uvicorn server in this event loop on 127.0.0.1 and a free port
+    (``extra_routes``: endpoints added to the app, for ones not yet in ``create_app``)."""
     settings = (settings or Settings(log_level="warning")).replace(**changes)
     app = create_app(settings, engine=engine)
+    app.router.routes.extend(extra_routes)
     server = uvicorn.Server(uvicorn_config(app, settings, port=0))
     task = asyncio.create_task(server.serve())
     try:

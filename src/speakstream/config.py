@@ -59,6 +59,9 @@ class Settings:
 
     host: str = setting("127.0.0.1", "address to listen on")
     port: int = setting(8000, "TCP port to listen on", 0, 65535)
+    wyoming_port: int = setting(
+        0, "TCP port of the Wyoming listener (Home Assistant's protocol); 0: off", 0, 65535
+    )
     engine: str = setting("piper", "speech engine", choices=("piper", "fake"))
     voice: str = setting("", "default voice (empty: the engine's first voice)")
     voices_dir: str = setting("", "directory with more Piper voices (NAME.onnx + NAME.onnx.json)")

@@ -17,9 +17,9 @@ from starlette.websockets import WebSocket
 
 from speakstream.config import Settings
 from speakstream.engines.base import Engine
-from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
-from speakstream.protocol.server_messages import ErrorMessage
-from speakstream.server.connection import Connection
+from speakstream.server import compat
+from speakstream.server.admission import serve_websocket
+from speakstream.server.compat import wyoming
 from speakstream.server.http_guard import guarded_http_protocol
 from speakstream.server.log_limits import install_client_fault_filter, install_event_rate_limits
 from speakstream.server.runtime import Runtime
@@ -28,43 +28,8 @@ from speakstream.server.ws_protocol import DeadlineWebSocketProtocol
 _LOGGER = logging.getLogger(__name__)
 
 
-async def _refuse(websocket: WebSocket, error: ProtocolError, code: CloseCode) -> None:
-    with contextlib.suppress(Exception):
-        await websocket.send_text(ErrorMessage.of(error).to_json())
-        await websocket.close(code=code, reason=error.message[:120])
-
-
 async def stream_endpoint(websocket: WebSocket) -> None:
-    runtime: Runtime = websocket.app.state.runtime
-    await websocket.accept()
-    if runtime.shutting_down:
-        error = ProtocolError(ErrorCode.SERVER_SHUTTING_DOWN, "the server is shutting down")
-        await _refuse(websocket, error, CloseCode.GOING_AWAY)
-        return
-    if runtime.connections >= runtime.settings.max_connections:
-        error = ProtocolError(
-            ErrorCode.TOO_MANY_CONNECTIONS,
-            f"the server already serves {runtime.settings.max_connections} connections; "
-            "try again later",
-        )
-        await _refuse(websocket, error, CloseCode.TRY_AGAIN_LATER)
-        return
-    capacity = runtime.session_config.capacity
-    if capacity is not None and capacity.full:
-        error = ProtocolError(
-            ErrorCode.BUSY,
-            f"the engine is at capacity ({capacity.active} contexts speaking); try again shortly",
-            retry_after_s=capacity.retry_after_s(),
-        )
-        await _refuse(websocket, error, CloseCode.TRY_AGAIN_LATER)
-        return
-    runtime.connections += 1
-    runtime.connections_total += 1
-    try:
-        await Connection(websocket, runtime).serve()
-    finally:
-        runtime.connections -= 1
-        await runtime.after_connection()
+    await serve_websocket(websocket)
 
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -116,7 +81,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            yield
+            async with wyoming.listening(runtime):
+                yield
         finally:
             runtime.shutting_down = True
             runtime.close()
@@ -124,6 +90,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app = Starlette(
         routes=[
             WebSocketRoute("/v1/stream", stream_endpoint),
+            *compat.routes(),
             Route("/healthz", health),
             Route("/", index),
             Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"),

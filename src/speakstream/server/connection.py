@@ -38,7 +38,7 @@ from speakstream.protocol.outputs import (
 )
 from speakstream.protocol.server_messages import ErrorMessage, ServerMessage
 from speakstream.protocol.session import Session
-from speakstream.server.dialect import BinaryFrame, Dialect, NativeDialect
+from speakstream.server.dialect import BinaryFrame, CloseSocket, Dialect, Frame, NativeDialect
 from speakstream.server.modes import mode_for
 from speakstream.server.outbox import Item, Outbox
 from speakstream.server.runtime import Runtime
@@ -156,15 +156,22 @@ class Connection:
                 if self.outbox.is_dropped(item.stream):  # cancelled while encoding
                     return True
                 for frame in self.dialect.audio(payload):
-                    await self._write(frame)
+                    if not await self._write(frame):
+                        return False
         elif isinstance(item.data, ServerMessage):
             for frame in self.dialect.event(item.data):
-                await self._write(frame)
-        elif isinstance(item.data, str | bytes):
-            await self._write(item.data)
+                if not await self._write(frame):
+                    return False
+        elif isinstance(item.data, str | bytes | CloseSocket):
+            return await self._write(item.data)
         return True
 
-    async def _write(self, data: str | bytes) -> None:
+    async def _write(self, data: Frame) -> bool:
+        """Write one frame; False once it was the dialect's ``CloseSocket``."""
+        if isinstance(data, CloseSocket):
+            self.close_requested = Close(data.code, data.reason)
+            await self.close_socket(data.code, data.reason)
+            return False
         timeout_s = self.runtime.settings.write_timeout_s
         try:
             async with asyncio.timeout(timeout_s):
@@ -182,6 +189,7 @@ class Connection:
             raise SocketGone from None
         except (OSError, RuntimeError) as exc:  # the transport is gone (starlette/uvicorn)
             raise SocketGone from exc
+        return True
 
     # --- carrying out the session's decisions ----------------------------------------------
 

@@ -8,6 +8,10 @@ and each encoded audio payload into the frames the client expects. It owns no qu
 task and no pipeline: the connection's outbox, session and synthesizer do the work, so
 flush, cancel, order, limits and timings behave the same in every dialect.
 
+A vendor whose conversation ends with the server closing the socket (ElevenLabs after
+its final message, Deepgram's ``Close``) returns a ``CloseSocket`` among its frames: the
+connection closes the socket there, after everything before it was sent.
+
 ``NativeDialect`` is ``/v1/stream``: JSON text frames as they are, audio behind the
 16-byte frame header (``protocol.frames``).
 """
@@ -18,11 +22,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from speakstream.protocol.errors import CloseCode
 from speakstream.protocol.frames import AudioFrameHeader, pack_audio_frame
 from speakstream.protocol.messages import ClientMessage
 from speakstream.protocol.server_messages import ServerMessage
 
-Frame = str | bytes  # a WebSocket text or binary frame (or a chunk of an HTTP body)
+
+@dataclass(frozen=True, slots=True)
+class CloseSocket:
+    """Close the connection here, after the frames before it (a vendor's end of talk)."""
+
+    code: CloseCode = CloseCode.NORMAL
+    reason: str = ""
+
+
+# a WebSocket text or binary frame (or a chunk of an HTTP body), or the end of the talk
+Frame = str | bytes | CloseSocket
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +65,7 @@ class AudioPayload:
     encoding: str
     sample_rate_hz: int
     extra: Mapping[str, Any] = field(default_factory=dict)
+    start_ms: float = 0.0  # where the audio chunk it came from starts in the context's audio
 
 
 class Dialect(Protocol):

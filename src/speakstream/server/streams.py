@@ -31,6 +31,7 @@ class _Stream:
     frames: int = 0
     segment: int = 0  # the segment the next frame belongs to
     had_audio: bool = False
+    audio_ms: float = 0.0  # the stream's audio so far, before encoding
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,9 @@ class AudioStreams:
         if audio.segment is not None:
             stream.segment = audio.segment
         stream.had_audio = True
+        start_ms = stream.audio_ms
+        if pcm is not None:
+            stream.audio_ms += pcm.duration_ms
         encoded = []
         for data in payloads:
             encoded.append(
@@ -103,6 +107,7 @@ class AudioStreams:
                     data,
                     pipeline.encoding,
                     pipeline.sample_rate_hz,
+                    start_ms=start_ms,
                 )
             )
             stream.frames += 1
