@@ -40,6 +40,9 @@ class ErrorCode(StrEnum):
     TOO_MANY_ERRORS = "too_many_errors"
     SERVER_SHUTTING_DOWN = "server_shutting_down"
     INTERNAL_ERROR = "internal_error"
+    RATE_LIMITED = "rate_limited"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN_ORIGIN = "forbidden_origin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,7 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {code: _CLIENT_MISTAKE for code in ErrorCod
     ErrorCode.TOO_MANY_CONNECTIONS: _TRANSIENT,
     ErrorCode.SERVER_SHUTTING_DOWN: _TRANSIENT,
     ErrorCode.INTERNAL_ERROR: _TRANSIENT,
+    ErrorCode.RATE_LIMITED: _TRANSIENT,
 }
 
 
@@ -64,7 +68,7 @@ class CloseCode(IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutting down (drain)
     INVALID_PAYLOAD = 1007  # text frame that is not valid UTF-8
-    POLICY_VIOLATION = 1008  # too many protocol errors on one socket
+    POLICY_VIOLATION = 1008  # too many protocol errors, a flood of messages, a non-reader
     MESSAGE_TOO_BIG = 1009  # frame or message larger than max_message_bytes
     INTERNAL_ERROR = 1011  # unexpected server error; nothing internal is disclosed
     TRY_AGAIN_LATER = 1013  # max_connections reached
