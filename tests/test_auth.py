@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -31,7 +33,7 @@ from speakstream.server.auth import (
     parse_keys,
 )
 from speakstream.server.runtime import Runtime
-from tests.conftest import running_server
+from tests.conftest import running_server, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -247,3 +249,20 @@ async def test_per_key_connection_limit(piper_engine: Engine) -> None:
 async def test_no_keys_on_loopback_is_open(piper_server: Any) -> None:
     ready = await accepted(piper_server.stream_url, additional_headers={"X-Request-Id": "req-42"})
     assert ready["request_id"] == "req-42"
+
+
+async def test_sighup_rereads_the_key_file(piper_engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "keys"
+    path.write_text(f"alice:{KEY}\n")
+    settings = Settings(log_level="warning", api_keys_file=str(path))
+    async with running_server(piper_engine, settings) as srv:
+        # the server handles SIGHUP itself (else this test would kill the test run)
+        assert signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, None)
+        await accepted(srv.stream_url, additional_headers={"X-API-Key": KEY})
+        path.write_text(f"bob:{OTHER_KEY}\n")  # rotate
+        os.kill(os.getpid(), signal.SIGHUP)
+        await wait_for(lambda: srv.runtime.auth.keys.lookup(OTHER_KEY) == "bob")
+        status, _ = await refused(srv.stream_url, additional_headers={"X-API-Key": KEY})
+        assert status == 401
+        await accepted(srv.stream_url, additional_headers={"X-API-Key": OTHER_KEY})
+    assert signal.getsignal(signal.SIGHUP) in (signal.SIG_DFL, None)  # handed back

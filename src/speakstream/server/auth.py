@@ -128,7 +128,8 @@ class KeyStore:
                     f"setting 'api_keys_file': cannot read {self.path}: {exc}"
                 ) from None
         self._keys = keys
-        _LOGGER.info("%d API key(s) loaded", len(keys))
+        if self.enabled:
+            _LOGGER.info("%d API key(s) loaded", len(keys))
 
     @property
     def enabled(self) -> bool:
