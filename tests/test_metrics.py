@@ -148,3 +148,49 @@ async def test_readyz_and_healthz(piper_engine: Engine) -> None:
         assert (status, body["reason"]) == (503, "draining")
         status, body = await asyncio.to_thread(get, "/healthz")
         assert status == 200  # alive while draining
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_that_exist() -> None:
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads(
+        (Path(__file__).parent.parent / "deploy" / "grafana-dashboard.json").read_text()
+    )
+    exposed = {
+        sample.name
+        for family in text_string_to_metric_families(_one_of_each().render().decode())
+        for sample in family.samples
+    }
+    asked = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"speakstream_[a-z_]+", target["expr"])
+    }
+    assert asked and asked <= exposed, asked - exposed
+
+
+def _one_of_each() -> Metrics:
+    """Metrics with a sample in every labelled series (unlabelled ones always show)."""
+    from speakstream.protocol.server_messages import Cancelled, Done, ErrorMessage, SegmentEvent
+
+    metrics = Metrics("fake", lambda: 0, lambda: 0)
+    conn = metrics.for_connection("/v1/stream")
+    conn.opened()
+    done = {
+        "ttfa_ms": 1,
+        "duration_ms": 2,
+        "rtf": 0.1,
+        "characters": 1,
+        "audio_ms": 1,
+        "segments": 1,
+    }
+    conn.observe(Done("a", done), "v")
+    conn.observe(Cancelled("a"), "v")
+    conn.observe(SegmentEvent("a", 1, 0, "x", 0, 1, 0.0, 5.0), "v")
+    conn.observe(ErrorMessage("invalid_json", "x", False), "")
+    conn.job_finished("v", 0.1, 0.0)
+    conn.sent(0.001)
+    metrics.refused("/v1/stream", "unauthorized")
+    return metrics
