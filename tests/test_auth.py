@@ -113,8 +113,18 @@ def test_non_loopback_bind_without_keys_refuses_to_start(piper_engine: Engine) -
     assert not is_loopback("0.0.0.0")
     with pytest.raises(ConfigError, match="--no-auth"):
         Runtime.build(Settings(host="0.0.0.0"), piper_engine)
-    check_bind(Settings(host="0.0.0.0", no_auth=True), KeyStore())  # explicit: allowed
+    check_bind(Settings(host="0.0.0.0", auth=False), KeyStore())  # explicit: allowed
     check_bind(Settings(host="0.0.0.0"), KeyStore(inline=KEY))  # keys: allowed
+
+
+def test_no_auth_flag_turns_the_check_off() -> None:
+    from speakstream.cli import _settings_from, build_parser
+
+    args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--no-auth"])
+    settings = _settings_from(args)
+    assert settings.auth is False
+    check_bind(settings, KeyStore())  # starts (and warns)
+    assert _settings_from(build_parser().parse_args(["serve"])).auth is True
 
 
 def test_non_loopback_bind_refusal_from_the_command_line() -> None:

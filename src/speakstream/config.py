@@ -183,8 +183,10 @@ class Settings:
     api_keys_file: str = setting(
         "", "file of API keys, one 'KEY' or 'ID:KEY' a line (# comments); re-read on SIGHUP"
     )
-    no_auth: bool = setting(
-        False, "serve without keys on a non-loopback address (refused at start otherwise)"
+    auth: bool = setting(
+        True,
+        "refuse to serve a non-loopback address without API keys (--no-auth: serve anyone "
+        "who can reach the port)",
     )
     token_secret: str = setting(
         "", "secret that signs POST /v1/tokens tokens (empty: random per process)"

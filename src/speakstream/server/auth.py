@@ -30,7 +30,7 @@ Keys (``KeyStore``) are kept only as SHA-256 digests; ``reload()`` re-reads
 expiry in the payload: ``POST /v1/tokens`` with a key returns one.
 
 ``check_bind(settings)`` refuses to start on a non-loopback address without keys unless
-``no_auth`` is set (and then warns).
+``auth`` is off (``--no-auth``; it then warns).
 """
 
 from __future__ import annotations
@@ -189,10 +189,10 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(settings: Settings, keys: KeyStore) -> None:
-    """Refuse to serve a non-loopback address without keys, unless ``no_auth``."""
+    """Refuse to serve a non-loopback address without keys, unless ``auth`` is off."""
     if is_loopback(settings.host) or keys.enabled:
         return
-    if not settings.no_auth:
+    if settings.auth:
         raise ConfigError(
             f"refusing to listen on {settings.host} without API keys: set api_keys_file "
             "(or api_keys), or pass --no-auth to serve anyone who can reach the port"
