@@ -151,6 +151,8 @@ class Connection:
     async def _shutdown(self) -> None:
         self.session.close()
         running = list(self.jobs.values())
+        if self._going_away is not None:
+            running.append(self._going_away)
         for task in running:
             task.cancel()
         # Jobs cancelled here may finish their current chunk in a worker thread; the pool
