@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 from typing import Any
 
@@ -107,7 +108,7 @@ async def test_stream_input_audio_before_the_end_with_alignment(
         if encoding != "mp3":
             assert "".join(chars).replace(" ", "") == (FIRST + REST).replace(" ", "")
             # never back in time, beyond the rounding of chunk edges at a resampled rate
-            assert all(b >= a - 2.0 for a, b in zip(ends_ms, ends_ms[1:], strict=False))
+            assert all(b >= a - 2.0 for a, b in itertools.pairwise(ends_ms))
             assert max(ends_ms) <= duration_s * 1000 + 1
             assert max(ends_ms) > duration_s * 1000 * 0.7
         assert duration_s > 2.0

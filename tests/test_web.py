@@ -111,3 +111,34 @@ async def test_keyboard_and_labels(page: tuple[Any, RunningServer]) -> None:
     await tab.keyboard.press("Tab")
     focused = await tab.evaluate("document.activeElement.id")
     assert focused  # something focusable comes first
+
+
+async def test_a_server_with_keys_asks_for_one(piper_engine: Engine) -> None:
+    from playwright.async_api import async_playwright
+
+    from speakstream.config import Settings
+
+    settings = Settings(log_level="warning", api_keys="web:page-key")
+    async with running_server(piper_engine, settings) as srv, async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            tab = await browser.new_page()
+            await tab.goto(f"http://127.0.0.1:{srv.port}/")
+            key = tab.get_by_label("API key")
+            await key.wait_for(state="visible")
+            await tab.wait_for_function(
+                "document.getElementById('status').textContent.includes('API key')"
+            )
+            await key.fill("wrong-key")
+            await tab.get_by_role("button", name="Connect").click()
+            await tab.wait_for_timeout(300)
+            assert not (await stats(tab))["ready"]
+            await key.fill("page-key")
+            await tab.get_by_role("button", name="Connect").click()
+            await tab.wait_for_function("window.speakstreamStats.ready")  # token in the query
+            await tab.get_by_label("Text").press_sequentially("With a key. ", delay=30)
+            await tab.wait_for_function("window.speakstreamStats.frames > 0")
+        finally:
+            await browser.close()

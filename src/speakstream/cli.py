@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -81,15 +80,12 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 
 def serve(settings: Settings) -> int:
-    import uvicorn
+    from speakstream.server.app import create_app, server_for
+    from speakstream.server.log_format import configure_logging
 
-    from speakstream.server.app import create_app, uvicorn_config
-
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
-    uvicorn.Server(uvicorn_config(app, settings)).run()
+    server_for(app, settings).run()  # SIGTERM: drain, then exit 0 (server.drain)
     return 0
 
 

@@ -193,6 +193,54 @@ class Settings:
         True, "compatibility endpoints: a vendor voice id not in voice_map speaks the default voice"
     )
     log_level: str = setting("info", "logging level", choices=("debug", "info", "warning", "error"))
+    log_format: str = setting(
+        "text", "log lines as text, or one JSON object per line", choices=("text", "json")
+    )
+    drain_timeout_s: float = setting(
+        30.0,
+        "on SIGTERM, seconds active contexts may take to finish before sockets close with 1001",
+        0,
+        3600,
+    )
+    api_keys: str = setting(
+        "", "API keys, comma-separated, each 'KEY' or 'ID:KEY' (better: api_keys_file)"
+    )
+    api_keys_file: str = setting(
+        "", "file of API keys, one 'KEY' or 'ID:KEY' a line (# comments); re-read on SIGHUP"
+    )
+    auth: bool = setting(
+        True,
+        "refuse to serve a non-loopback address without API keys (--no-auth: serve anyone "
+        "who can reach the port)",
+    )
+    token_secret: str = setting(
+        "", "secret that signs POST /v1/tokens tokens (empty: random per process)"
+    )
+    token_ttl_s: float = setting(300.0, "longest life of a token from POST /v1/tokens", 1, 86_400)
+    allowed_origins: str = setting(
+        "",
+        "Origins allowed to open sockets, comma-separated, '*' for any (the page's own: always)",
+    )
+    max_connections_per_key: int = setting(
+        16, "WebSocket connections at once per API key", 1, 1_000_000
+    )
+    max_chars_per_minute_per_key: int = setting(
+        0, "text characters per API key per minute (0: no limit)", 0, 1_000_000_000
+    )
+    max_messages_per_s: float = setting(
+        100.0, "client messages per second per connection (token bucket rate)", 0.1, 1_000_000
+    )
+    message_burst: int = setting(
+        200, "client messages a connection may send at once above the rate", 1, 1_000_000
+    )
+    ws_ping_interval_s: float = setting(
+        20.0, "seconds between WebSocket pings (0: no pings)", 0, 3600
+    )
+    ws_ping_timeout_s: float = setting(
+        20.0, "seconds a ping may wait for its pong before the socket is closed", 0.1, 3600
+    )
+    ssl_certfile: str = setting("", "TLS certificate (PEM) to serve https/wss directly")
+    ssl_keyfile: str = setting("", "TLS private key (PEM) of ssl_certfile")
 
     def replace(self, **changes: Any) -> Settings:
         unknown = set(changes) - {f.name for f in fields(self)}

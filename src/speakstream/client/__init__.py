@@ -276,10 +276,19 @@ class ConnectError(SpeakstreamError, ConnectionError):
     """No speakstream server could be reached at the URL; the message says what to do."""
 
 
-async def _open(url: str, open_timeout_s: float) -> Connection:
+async def _open(
+    url: str, open_timeout_s: float, api_key: str | None = None, ssl: Any = None
+) -> Connection:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    extra: dict[str, Any] = {"ssl": ssl} if ssl is not None else {}
     try:
         ws = await websockets.connect(
-            url, open_timeout=open_timeout_s, max_size=None, compression=None
+            url,
+            open_timeout=open_timeout_s,
+            max_size=None,
+            compression=None,
+            additional_headers=headers,
+            **extra,
         )
     except InvalidURI:
         raise ConnectError(
@@ -313,16 +322,18 @@ async def _open(url: str, open_timeout_s: float) -> Connection:
 class _Connector:
     """What ``connect`` returns: await it, or use it with ``async with``."""
 
-    def __init__(self, url: str, open_timeout_s: float) -> None:
+    def __init__(self, url: str, open_timeout_s: float, api_key: str | None, ssl: Any) -> None:
         self._url = url
         self._open_timeout_s = open_timeout_s
+        self._api_key = api_key
+        self._ssl = ssl
         self._conn: Connection | None = None
 
     def __await__(self) -> Generator[Any, None, Connection]:
-        return _open(self._url, self._open_timeout_s).__await__()
+        return _open(self._url, self._open_timeout_s, self._api_key, self._ssl).__await__()
 
     async def __aenter__(self) -> Connection:
-        self._conn = await _open(self._url, self._open_timeout_s)
+        self._conn = await _open(self._url, self._open_timeout_s, self._api_key, self._ssl)
         return self._conn
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -330,11 +341,21 @@ class _Connector:
             await self._conn.close()
 
 
-def connect(url: str = DEFAULT_URL, *, open_timeout_s: float = 10.0) -> _Connector:
+def connect(
+    url: str = DEFAULT_URL,
+    *,
+    open_timeout_s: float = 10.0,
+    api_key: str | None = None,
+    ssl: Any = None,
+) -> _Connector:
     """Connect and wait for ``ready``: ``async with connect(url) as conn:`` or
     ``conn = await connect(url)``. Raises ``ConnectError`` (with what to do) when no
-    server answers, the URL is wrong or authentication is refused."""
-    return _Connector(url, open_timeout_s)
+    server answers, the URL is wrong or authentication is refused.
+
+    ``wss://`` URLs use TLS (``ssl``: an ``ssl.SSLContext``, default: the system's trust
+    store, which ``SSL_CERT_FILE`` can point elsewhere); ``api_key`` (a key or a token) is
+    sent as ``Authorization: Bearer``."""
+    return _Connector(url, open_timeout_s, api_key, ssl)
 
 
 __all__ = [

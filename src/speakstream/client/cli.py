@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -53,7 +54,13 @@ def add_client_commands(commands: Any) -> None:
         parser.add_argument(
             "--url",
             default=default_url(),
-            help="server WebSocket URL (default: SPEAKSTREAM_URL, else %(default)s)",
+            help="server WebSocket URL, ws:// or wss:// (default: SPEAKSTREAM_URL, else "
+            "%(default)s)",
+        )
+        parser.add_argument(
+            "--api-key",
+            default=os.environ.get("SPEAKSTREAM_API_KEY") or None,
+            help="API key or token for a server that needs one (default: SPEAKSTREAM_API_KEY)",
         )
         if not output:
             return
@@ -191,7 +198,7 @@ def _start_options(args: argparse.Namespace, encoding: str) -> dict[str, Any]:
 async def _session(args: argparse.Namespace) -> AsyncIterator[tuple[Context, AudioSink]]:
     """A context and where its audio goes; the file is kept only if the block completes."""
     encoding = _choose_format(args)
-    async with connect(args.url) as conn:
+    async with connect(args.url, api_key=args.api_key) as conn:
         formats = conn.ready["capabilities"]["encodings"]
         if encoding not in formats:
             raise CommandError(
@@ -367,7 +374,7 @@ async def type_(args: argparse.Namespace) -> int:
 
 
 async def voices(args: argparse.Namespace) -> int:
-    async with connect(args.url) as conn:
+    async with connect(args.url, api_key=args.api_key) as conn:
         caps = conn.ready["capabilities"]
         print(f"engine: {caps['engine']}")
         default = conn.ready["settings"]["voice"]

@@ -41,6 +41,9 @@ class ErrorCode(StrEnum):
     SERVER_SHUTTING_DOWN = "server_shutting_down"
     INTERNAL_ERROR = "internal_error"
     BUSY = "busy"
+    RATE_LIMITED = "rate_limited"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN_ORIGIN = "forbidden_origin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,7 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {code: _CLIENT_MISTAKE for code in ErrorCod
     ErrorCode.SERVER_SHUTTING_DOWN: _TRANSIENT,
     ErrorCode.INTERNAL_ERROR: _TRANSIENT,
     ErrorCode.BUSY: _TRANSIENT,
+    ErrorCode.RATE_LIMITED: _TRANSIENT,
 }
 
 
@@ -66,7 +70,7 @@ class CloseCode(IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutting down (drain)
     INVALID_PAYLOAD = 1007  # text frame that is not valid UTF-8
-    POLICY_VIOLATION = 1008  # too many protocol errors on one socket
+    POLICY_VIOLATION = 1008  # too many protocol errors, a flood of messages, a non-reader
     MESSAGE_TOO_BIG = 1009  # frame or message larger than max_message_bytes
     INTERNAL_ERROR = 1011  # unexpected server error; nothing internal is disclosed
     TRY_AGAIN_LATER = 1013  # max_connections reached, or the engine is at capacity

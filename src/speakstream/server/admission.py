@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket
 
 from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
 from speakstream.protocol.server_messages import ErrorMessage
+from speakstream.server.auth import SCOPE_ENDPOINT
 from speakstream.server.connection import Connection
 from speakstream.server.dialect import CloseSocket, Dialect, NativeDialect
 from speakstream.server.runtime import Runtime
@@ -79,6 +80,8 @@ async def serve_websocket(websocket: WebSocket, dialect: Dialect | None = None) 
     await websocket.accept()
     refused = refusal(runtime)
     if refused is not None:
+        error, _ = refused
+        runtime.metrics.refused(websocket.scope.get(SCOPE_ENDPOINT, "other"), str(error.code))
         await send_refusal(websocket, dialect, *refused)
         return
     async with admitted(runtime):

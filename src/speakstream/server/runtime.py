@@ -1,11 +1,12 @@
 """What all connections of one server share: settings, the engine, the worker pool, the
-synthesizer, counters; and how each component's settings are built from ``Settings``."""
+synthesizer, metrics, auth, the drain, counters; and how each component's settings are
+built from ``Settings``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ from speakstream.protocol.outputs import SessionConfig
 from speakstream.scheduler import EnginePool
 from speakstream.segmenter import SegmenterPolicy
 from speakstream.server import memory
+from speakstream.server.auth import Auth, check_bind
+from speakstream.server.drain import Drain
+from speakstream.server.metrics import Metrics
 from speakstream.server.voices import VoiceMap
 from speakstream.synthesis import Synthesizer
 from speakstream.version import __version__
@@ -79,15 +83,20 @@ class Runtime:
     session_config: SessionConfig
     synthesizer: Synthesizer
     voice_map: VoiceMap
+    metrics: Metrics
+    auth: Auth
     connections: int = 0
     active_streams: int = 0
     connections_total: int = 0
     backpressure_waits: int = 0  # times a connection stopped reading: its outbox was full
     shutting_down: bool = False
     owns_engine: bool = True
+    drain: Drain = field(default_factory=Drain)
 
     @classmethod
     def build(cls, settings: Settings, engine: Engine | None = None) -> Runtime:
+        auth = Auth(settings)
+        check_bind(settings, auth.keys)  # before the engine loads: a refusal is quick
         owns_engine = engine is None
         if engine is None:
             memory.limit_arenas()  # before the engine's threads allocate
@@ -155,14 +164,35 @@ class Runtime:
         pool = EnginePool(engine, settings.max_concurrent_tasks)
         synthesizer = Synthesizer(engine, pool, seam_policy(settings), settings.task_timeout)
         voice_map = VoiceMap(settings, set(session_config.voices), caps.default_voice)
+        metrics = Metrics(caps.engine, lambda: pool.running_jobs, lambda: pool.waiting_jobs)
         return cls(
-            settings, engine, pool, session_config, synthesizer, voice_map, owns_engine=owns_engine
+            settings,
+            engine,
+            pool,
+            session_config,
+            synthesizer,
+            voice_map,
+            metrics,
+            auth,
+            owns_engine=owns_engine,
         )
 
     async def after_connection(self) -> None:
         """A connection ended: once nothing else runs, give freed memory back."""
         if self.connections == 0 and self.pool.running_jobs == 0:
             await asyncio.to_thread(memory.trim)
+
+    @property
+    def ready(self) -> tuple[bool, str]:
+        """Whether new work should come here, and why not."""
+        if self.shutting_down or self.drain.draining:
+            return False, "draining"
+        if self.connections >= self.settings.max_connections:
+            return False, f"at max_connections ({self.settings.max_connections})"
+        capacity = self.session_config.capacity
+        if capacity is not None and capacity.full:
+            return False, f"at capacity ({capacity.active} contexts speaking)"
+        return True, "ok"
 
     def close(self) -> None:
         self.pool.close()

@@ -42,8 +42,32 @@ function url() {
   return `${scheme}://${location.host}/v1/stream`;
 }
 
-function connect() {
-  ws = new WebSocket(url());
+// A server with API keys: the page asks for a key, trades it for a short-lived token
+// (POST /v1/tokens) and opens the socket with ?token= (a browser cannot set headers).
+async function socketUrl() {
+  let health = null;
+  try {
+    health = await (await fetch("/healthz", { cache: "no-store" })).json();
+  } catch {
+    return url();
+  }
+  $("auth").hidden = !health.auth_required;
+  if (!health.auth_required) return url();
+  const key = $("api-key").value.trim();
+  if (!key) return null;
+  const reply = await fetch("/v1/tokens", { method: "POST", headers: { Authorization: `Bearer ${key}` } });
+  if (!reply.ok) return null;
+  const { token } = await reply.json();
+  return `${url()}?token=${encodeURIComponent(token)}`;
+}
+
+async function connect() {
+  const target = await socketUrl();
+  if (target === null) {
+    status("This server needs an API key: enter it above.");
+    return; // the key form connects again
+  }
+  ws = new WebSocket(target);
   ws.binaryType = "arraybuffer";
   ws.onmessage = (event) => (typeof event.data === "string" ? onEvent(JSON.parse(event.data)) : onAudio(event.data));
   ws.onclose = (event) => {
@@ -355,6 +379,10 @@ $("clear").addEventListener("click", () => {
   $("text").focus();
 });
 $("llm").addEventListener("click", streamLikeAnLlm);
+$("auth").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (!ws || ws.readyState === WebSocket.CLOSED) connect();
+});
 setInterval(highlight, 50);
 drawChart();
 connect();
