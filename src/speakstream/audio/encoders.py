@@ -202,6 +202,12 @@ FORMATS: dict[str, FormatSpec] = {
             True,
             suffixes=(".mp3",),
         ),
+        FormatSpec(
+            "aac", _lazy(_CODECS, "AdtsAacEncoder"), None, None, "audio/aac", True, None, (".aac",)
+        ),
+        FormatSpec(
+            "flac", _lazy(_CODECS, "FlacEncoder"), None, None, "audio/flac", True, None, (".flac",)
+        ),
     )
 }
 ENCODINGS = tuple(FORMATS)
