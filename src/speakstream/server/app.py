@@ -17,8 +17,10 @@ from starlette.websockets import WebSocket
 
 from speakstream.config import Settings
 from speakstream.engines.base import Engine
-from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
+from speakstream.protocol.errors import CloseCode, ProtocolError
 from speakstream.protocol.server_messages import ErrorMessage
+from speakstream.server.admission import admitted, refusal
+from speakstream.server.compat import routes as compat_routes
 from speakstream.server.connection import Connection
 from speakstream.server.http_guard import guarded_http_protocol
 from speakstream.server.log_limits import install_client_fault_filter, install_event_rate_limits
@@ -37,24 +39,12 @@ async def _refuse(websocket: WebSocket, error: ProtocolError, code: CloseCode) -
 async def stream_endpoint(websocket: WebSocket) -> None:
     runtime: Runtime = websocket.app.state.runtime
     await websocket.accept()
-    if runtime.shutting_down:
-        error = ProtocolError(ErrorCode.SERVER_SHUTTING_DOWN, "the server is shutting down")
-        await _refuse(websocket, error, CloseCode.GOING_AWAY)
+    refused = refusal(runtime)
+    if refused is not None:
+        await _refuse(websocket, *refused)
         return
-    if runtime.connections >= runtime.settings.max_connections:
-        error = ProtocolError(
-            ErrorCode.TOO_MANY_CONNECTIONS,
-            f"the server already serves {runtime.settings.max_connections} connections; "
-            "try again later",
-        )
-        await _refuse(websocket, error, CloseCode.TRY_AGAIN_LATER)
-        return
-    runtime.connections += 1
-    runtime.connections_total += 1
-    try:
+    with admitted(runtime):
         await Connection(websocket, runtime).serve()
-    finally:
-        runtime.connections -= 1
 
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -117,6 +107,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             Route("/healthz", health),
             Route("/", index),
             Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"),
+            *compat_routes(),  # vendor protocols (server.compat)
         ],
         lifespan=lifespan,
     )
