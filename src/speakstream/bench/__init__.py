@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "encoders": "speakstream.bench.encoders:run",
     "soak": "speakstream.bench.soak:run",
     "quality": "speakstream.bench.quality:run",
+    "compat": "speakstream.bench.compat:run",
 }
 DEFAULT_BENCHMARK = "latency"
 
