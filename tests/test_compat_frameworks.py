@@ -4,6 +4,8 @@ and LiveKit Agents' ``openai.TTS`` (which asks for SSE with MP3)."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,8 @@ from tests.compat_support import (
     counters_back_to_zero,
     http_url,
     native_seconds,
+    readme_snippet,
+    run_snippet,
 )
 from tests.conftest import RunningServer
 
@@ -85,3 +89,12 @@ async def test_livekit_agents_openai_tts_speaks_one_utterance(
     assert rates == {24000}
     assert_duration(samples / 24000, native_s)
     await counters_back_to_zero(piper_server.runtime)
+
+
+async def test_the_readme_livekit_snippet_runs(
+    piper_server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("livekit.plugins.openai")  # plugins register on the main thread
+    code = readme_snippet("livekit")
+    await asyncio.to_thread(run_snippet, code, http_url(piper_server), tmp_path)
+    assert "samples" in capsys.readouterr().out
