@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import pytest
 
 from speakstream.engines import Engine
-from speakstream.server.compat.http_bridge import END_OF_BODY, HttpBridge
+from speakstream.server.compat.http_bridge import END_OF_BODY, BodyAborted, HttpBridge
 from tests.compat_support import LONG_TEXT, counters_back_to_zero, http_url
 from tests.conftest import running_server
 
@@ -46,7 +47,8 @@ async def test_a_close_with_a_full_queue_still_ends_the_body() -> None:
     assert not blocked.done()
     blocked.cancel()  # the connection's write deadline
     await bridge.close(1008)
-    assert [chunk async for chunk in bridge.body()] == [b"a"]  # aborted: no more after it
+    with pytest.raises(BodyAborted):  # the response breaks off: it must not look complete
+        [chunk async for chunk in bridge.body()]
     assert not bridge.ended
 
 
@@ -100,3 +102,23 @@ async def test_a_draining_server_refuses_in_each_vendors_shape(piper_engine: Eng
     assert eleven.json()["detail"]["status"] == "system_busy"
     assert "err_code" in deepgram.json()
     assert "error_code" in cartesia.json()
+
+
+async def test_an_error_while_streaming_breaks_raw_audio_off_and_ends_sse_with_an_event(
+    fake_engine_factory: Any,
+) -> None:
+    engine = fake_engine_factory(fail_on="boom")
+    text = "Hello there, my friend. " * 3 + "And then a boom happens here."
+    speech = {"model": "tts-1", "voice": "alloy", "input": text, "response_format": "pcm"}
+    async with running_server(engine) as srv, httpx.AsyncClient(base_url=http_url(srv)) as raw:
+        with pytest.raises(httpx.RemoteProtocolError):  # an incomplete body, not a short file
+            async with raw.stream("POST", "/v1/audio/speech", json=speech) as response:
+                assert response.status_code == 200
+                async for _ in response.aiter_bytes():
+                    pass
+        sse = await raw.post("/v1/audio/speech", json={**speech, "stream_format": "sse"})
+        events = [json.loads(b.removeprefix("data: ")) for b in sse.text.split("\n\n") if b]
+        assert events[0]["type"] == "speech.audio.delta"
+        assert events[-1]["type"] == "error"
+        assert events[-1]["error"]["code"] == "synthesis_failed"
+        await counters_back_to_zero(srv.runtime)

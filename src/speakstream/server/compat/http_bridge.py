@@ -12,8 +12,12 @@ the request: ``receive()`` gives the request once (the dialect turns it into ``s
 ``send_text``/``send_bytes`` put body chunks into a bounded queue that the HTTP response
 reads, so the client's own reading is the backpressure and the connection's write
 deadline applies. The dialect ends the body by returning ``END_OF_BODY`` as its last frame
-(after the context's ``done``, or an error); the bridge stops there. A client that goes
-away ends the connection: its jobs stop and every counter returns to where it was.
+(after the context's ``done``, or an error it could say in the body, as an SSE event);
+``ABORT_BODY`` instead breaks the response off (an error the vendor's body format cannot
+carry: raw audio), so that the HTTP client sees an incomplete transfer instead of a short
+file that looks whole; so does a connection that closes (a client that does not read). A
+client that goes away ends the connection: its jobs stop and every counter returns to
+where it was.
 """
 
 from __future__ import annotations
@@ -42,11 +46,17 @@ from speakstream.server.runtime import Runtime
 BODY_QUEUE_CHUNKS = 8  # body chunks waiting for the HTTP client, at most
 
 
-class _EndOfBody(bytes):
-    """The marker frame a dialect returns last; never sent as data."""
+class _Marker(bytes):
+    """A marker frame a dialect returns last; never sent as data."""
 
 
-END_OF_BODY: Final[bytes] = _EndOfBody()
+END_OF_BODY: Final[bytes] = _Marker()  # the response is complete
+ABORT_BODY: Final[bytes] = _Marker()  # the response breaks off here
+
+
+class BodyAborted(Exception):
+    """Raised by the body iterator: the response must not end as if it were complete."""
+
 
 # The HTTP status for each native error a request can meet before or while streaming.
 HTTP_STATUS: Final[Mapping[ErrorCode, int]] = {
@@ -111,7 +121,8 @@ class HttpDialect:
         if isinstance(message, Done):
             return [*self.on_done(message), END_OF_BODY]
         if isinstance(message, ErrorMessage):
-            return [*self.on_error(message), END_OF_BODY]
+            said = self.on_error(message)
+            return [*said, END_OF_BODY] if said else [ABORT_BODY]
         if isinstance(message, Alignment):
             return self.on_alignment(message)
         return []
@@ -131,6 +142,7 @@ class HttpDialect:
         return []
 
     def on_error(self, message: ErrorMessage) -> list[Frame]:
+        """The error in the body's own format, if it has one (else the body breaks off)."""
         return []
 
 
@@ -157,8 +169,8 @@ class HttpBridge:
     async def send_bytes(self, data: bytes) -> None:
         if self._over.is_set():
             raise OSError("the HTTP response is over")
-        if data is END_OF_BODY:
-            self.ended = True
+        if data is END_OF_BODY or data is ABORT_BODY:
+            self.ended = data is END_OF_BODY
             self._finish()
             return
         if data:
@@ -179,12 +191,15 @@ class HttpBridge:
 
     async def body(self) -> AsyncIterator[bytes]:
         while True:
-            chunk = await self._body.get()
+            chunk = await self._body.get() if not self._aborted() else None
             if chunk is None:
-                return
+                if self.ended:
+                    return
+                raise BodyAborted
             yield chunk
-            if self._over.is_set() and not self.ended:
-                return  # aborted while the queue was full: no end marker fits
+
+    def _aborted(self) -> bool:
+        return self._over.is_set() and not self.ended
 
 
 class BridgeResponse(StreamingResponse):
