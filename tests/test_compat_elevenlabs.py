@@ -53,8 +53,11 @@ async def test_every_output_format_decodes_to_the_native_duration(
         ("pcm_16000", ("s16le", 16000)),
         ("pcm_22050", ("s16le", 22050)),
         ("pcm_24000", ("s16le", 24000)),
+        ("pcm_32000", ("s16le", 32000)),
         ("pcm_44100", ("s16le", 44100)),
         ("ulaw_8000", ("mulaw", 8000)),
+        ("alaw_8000", ("alaw", 8000)),
+        ("wav_24000", None),
         ("mp3_44100_128", None),
         ("mp3_22050_32", None),
     ]:
