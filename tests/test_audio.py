@@ -122,9 +122,9 @@ def peak_hz(samples: FloatArray, rate_hz: int) -> float:
 
 # Padding a stream may add after the end: MP3 cannot say where a streamed file's
 # encoder delay and last frame's padding end (no seekable header to hold it).
-PADDING_MS = {"mp3": 130.0}
+PADDING_MS = {"mp3": 130.0, "aac": 90.0}  # AAC: 1024 priming samples, last frame padded
 # The delay a codec may put before the audio (MP3's encoder and decoder delay).
-DELAY_MS = {"mp3": 80.0}
+DELAY_MS = {"mp3": 80.0, "aac": 50.0}
 
 CASES = [
     ("pcm_s16le", 22050),
@@ -140,6 +140,8 @@ CASES = [
     ("opus", 16000),
     ("mp3", 22050),
     ("mp3", 16000),
+    ("aac", 24000),
+    ("flac", 22050),
 ]
 
 
@@ -326,10 +328,10 @@ def test_rates_and_formats_are_checked() -> None:
     assert resolve_rate_hz("pcm_s16le", 11025, 11025) == 11025  # a voice's own rate is fine
     with pytest.raises(UnsupportedFormatError, match="opus cannot be sent at 22050 Hz"):
         resolve_rate_hz("opus", 22050, SOURCE_HZ)
-    with pytest.raises(UnsupportedFormatError, match="unknown encoding 'flac'"):
-        resolve_rate_hz("flac", None, SOURCE_HZ)
-    with pytest.raises(UnsupportedFormatError, match="unknown encoding 'flac'"):
-        StreamPipeline("flac", 16000, SOURCE_HZ)
+    with pytest.raises(UnsupportedFormatError, match="unknown encoding 'vorbis'"):
+        resolve_rate_hz("vorbis", None, SOURCE_HZ)
+    with pytest.raises(UnsupportedFormatError, match="unknown encoding 'vorbis'"):
+        StreamPipeline("vorbis", 16000, SOURCE_HZ)
     assert {"pcm_s16le", "pcm_f32le", "mulaw", "alaw", "wav", "opus", "opus_packets", "mp3"} <= set(
         FORMATS
     )

@@ -197,7 +197,7 @@ async def test_errors_say_what_to_do(server: RunningServer, tmp_path: Path) -> N
     assert code == 1 and "unknown_voice" in err and "en_US-joe-medium" in err
     assert not Path(out).exists()  # nothing half-written
     code, _, err = await cli(
-        "say", "Hi", "-o", str(tmp_path / "x.flac"), "--url", server.stream_url
+        "say", "Hi", "-o", str(tmp_path / "x.vorbis"), "--url", server.stream_url
     )
     assert code == 1 and "cannot tell the format" in err
     code, _, err = await cli(

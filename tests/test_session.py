@@ -235,7 +235,7 @@ BAD_INPUTS: list[tuple[str, str]] = [
     ('{"type": "text", "text": "x", "context": 3}', "invalid_message"),
     ('{"type": "text", "text": "x", "voise": "v1"}', "invalid_message"),
     ('{"type": "start", "voice": "nobody"}', "unknown_voice"),
-    ('{"type": "start", "encoding": "flac"}', "unsupported_encoding"),
+    ('{"type": "start", "encoding": "vorbis"}', "unsupported_encoding"),
     ('{"type": "start", "sample_rate_hz": 44100}', "unsupported_sample_rate"),
     ('{"type": "start", "sample_rate_hz": "fast"}', "invalid_message"),
     ('{"type": "start", "speed": 100}', "invalid_message"),

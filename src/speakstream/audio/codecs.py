@@ -1,7 +1,8 @@
-"""Compressed encodings through PyAV (FFmpeg's libopus and LAME, shipped in its wheels).
+"""Compressed encodings through PyAV (FFmpeg's libopus, LAME, AAC and FLAC, shipped in its wheels).
 
 Each encoder is fed PCM in order and returns what it has produced so far: whole Ogg pages
-(Ogg Opus), whole MP3 frames, or one Opus packet per payload (raw packets, for WebRTC and
+(Ogg Opus), whole MP3 frames, ADTS AAC frames, FLAC frames (after the stream header, whose
+length is left unknown), or one Opus packet per payload (raw packets, for WebRTC and
 telephony pipelines). Each stream starts with what a decoder needs (Ogg headers), so it is
 decodable from its first byte.
 """
@@ -98,6 +99,23 @@ class Mp3Encoder(_ContainerEncoder):
     codec = "libmp3lame"
     container_options: ClassVar[Mapping[str, str]] = {"id3v2_version": "0"}
     bit_rate = 64000
+
+
+class AdtsAacEncoder(_ContainerEncoder):
+    """AAC-LC in ADTS frames (what OpenAI's ``aac`` format is): decodable from any frame."""
+
+    encoding = "aac"
+    container_format = "adts"
+    codec = "aac"
+    bit_rate = 64000
+
+
+class FlacEncoder(_ContainerEncoder):
+    """FLAC as it is streamed: the header (total length unknown), then frames."""
+
+    encoding = "flac"
+    container_format = "flac"
+    codec = "flac"
 
 
 class OpusPacketEncoder:

@@ -17,7 +17,7 @@ from speakstream.audio.pcm import PcmChunk, float_to_int16
 from speakstream.protocol.errors import SpeakstreamError
 
 # The rates every PCM-like encoding can be resampled to (plus the voice's own rate).
-SAMPLE_RATES_HZ = frozenset({8000, 16000, 22050, 24000, 44100, 48000})
+SAMPLE_RATES_HZ = frozenset({8000, 16000, 22050, 24000, 32000, 44100, 48000})
 
 
 class UnsupportedFormatError(SpeakstreamError, ValueError):
@@ -201,6 +201,12 @@ FORMATS: dict[str, FormatSpec] = {
             "audio/mpeg",
             True,
             suffixes=(".mp3",),
+        ),
+        FormatSpec(
+            "aac", _lazy(_CODECS, "AdtsAacEncoder"), None, None, "audio/aac", True, None, (".aac",)
+        ),
+        FormatSpec(
+            "flac", _lazy(_CODECS, "FlacEncoder"), None, None, "audio/flac", True, None, (".flac",)
         ),
     )
 }

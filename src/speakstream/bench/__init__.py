@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "soak": "speakstream.bench.soak:run",
     "quality": "speakstream.bench.quality:run",
     "load": "speakstream.bench.load:run",
+    "compat": "speakstream.bench.compat:run",
 }
 DEFAULT_BENCHMARK = "latency"
 

@@ -128,7 +128,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app = Starlette(
         routes=[
             WebSocketRoute("/v1/stream", stream_endpoint),
-            *compat.routes(),
+            *compat.routes(),  # vendor protocols (server.compat)
             Route("/healthz", health),
             Route("/readyz", ready),
             Route("/metrics", metrics),

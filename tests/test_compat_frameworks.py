@@ -1,0 +1,100 @@
+"""Voice-agent frameworks' OpenAI TTS services pointed at this server, one utterance each,
+with no room and no audio device: Pipecat's ``OpenAITTSService`` in a two-stage pipeline
+and LiveKit Agents' ``openai.TTS`` (which asks for SSE with MP3)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.compat_support import (
+    SHORT_TEXT,
+    assert_duration,
+    counters_back_to_zero,
+    http_url,
+    native_seconds,
+    readme_snippet,
+    run_snippet,
+)
+from tests.conftest import RunningServer
+
+pytestmark = pytest.mark.timeout(180)
+
+
+async def test_pipecat_openai_tts_speaks_one_utterance(piper_server: RunningServer) -> None:
+    pytest.importorskip("pipecat")
+    from pipecat.frames.frames import EndFrame, ErrorFrame, Frame, TTSAudioRawFrame, TTSSpeakFrame
+    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.pipeline.runner import PipelineRunner
+    from pipecat.pipeline.task import PipelineParams, PipelineTask
+    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+    from pipecat.services.openai.tts import OpenAITTSService
+
+    class Collect(FrameProcessor):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.audio = bytearray()
+            self.rates: set[int] = set()
+            self.errors: list[str] = []
+
+        async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+            await super().process_frame(frame, direction)
+            if isinstance(frame, TTSAudioRawFrame):
+                self.audio += frame.audio
+                self.rates.add(frame.sample_rate)
+            elif isinstance(frame, ErrorFrame):
+                self.errors.append(frame.error)
+            await self.push_frame(frame, direction)
+
+    native_s = await native_seconds(piper_server, SHORT_TEXT)
+    tts = OpenAITTSService(
+        api_key="unused",
+        base_url=f"{http_url(piper_server)}/v1",
+        settings=OpenAITTSService.Settings(voice="alloy", model="gpt-4o-mini-tts"),
+    )
+    collect = Collect()
+    task = PipelineTask(
+        Pipeline([tts, collect]), params=PipelineParams(audio_out_sample_rate=24000)
+    )
+    await task.queue_frames([TTSSpeakFrame(SHORT_TEXT), EndFrame()])
+    runner = PipelineRunner(handle_sigint=False)
+    await runner.add_workers(task)
+    await runner.run()
+    assert not collect.errors
+    assert collect.rates == {24000}
+    assert_duration(len(collect.audio) / 2 / 24000, native_s)
+    await counters_back_to_zero(piper_server.runtime)
+
+
+async def test_livekit_agents_openai_tts_speaks_one_utterance(
+    piper_server: RunningServer,
+) -> None:
+    pytest.importorskip("livekit.agents")
+    from livekit.plugins import openai as livekit_openai
+
+    native_s = await native_seconds(piper_server, SHORT_TEXT)
+    tts: Any = livekit_openai.TTS(base_url=f"{http_url(piper_server)}/v1", api_key="unused")
+    samples = 0
+    rates: set[int] = set()
+    try:
+        async with tts.synthesize(SHORT_TEXT) as stream:
+            async for event in stream:
+                samples += event.frame.samples_per_channel
+                rates.add(event.frame.sample_rate)
+    finally:
+        await tts.aclose()
+    assert rates == {24000}
+    assert_duration(samples / 24000, native_s)
+    await counters_back_to_zero(piper_server.runtime)
+
+
+async def test_the_readme_livekit_snippet_runs(
+    piper_server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("livekit.plugins.openai")  # plugins register on the main thread
+    code = readme_snippet("livekit")
+    await asyncio.to_thread(run_snippet, code, http_url(piper_server), tmp_path)
+    assert "samples" in capsys.readouterr().out
