@@ -201,7 +201,9 @@ TEXT = (
 @pytest.fixture(scope="module")
 def real_piper_joins(piper_engine: Engine) -> list[tuple[str, FloatArray]]:
     # short segments, many cut inside sentences: the hard case for joins
-    seg = Segmenter(SegmenterPolicy(chunk_size=8, chunk_growth=1.0, max_chunk_size=8))
+    seg = Segmenter(
+        SegmenterPolicy(chunk_size=8, chunk_growth=1.0, max_chunk_size=8, natural_cuts=False)
+    )
     segments = seg.push(TEXT, 0.0) + seg.flush()
     out = []
     previous = "word"
