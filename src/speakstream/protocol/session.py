@@ -135,49 +135,21 @@ class Session:
         """Time-driven cuts (``next_deadline_s`` says when): idle flushes, and cuts made
         because a listener would otherwise run out of audio."""
         out: list[Output] = []
+        cfg = self.config
         for ctx in list(self._contexts.values()):
-            self._enqueue(ctx, self._timed_cuts(ctx, now_s), now_s)
+            cuts = ctx.timed_cuts(now_s, cfg.speed, cfg.playback_low_water_ms)
+            self._enqueue(ctx, cuts, now_s)
         self._dispatch(out, now_s)
         return out
 
     def next_deadline_s(self) -> float | None:
-        deadlines = [d for ctx in self._contexts.values() for d in self._deadlines(ctx)]
+        cfg = self.config
+        deadlines = [
+            d
+            for ctx in self._contexts.values()
+            for d in ctx.deadlines(cfg.speed, cfg.playback_low_water_ms)
+        ]
         return min(deadlines, default=None)
-
-    def _natural(self, ctx: ContextStream) -> bool:
-        """Natural cuts, past the first segment, with a listener to decide them."""
-        segmenter = ctx.segmenter
-        return segmenter.policy.natural_cuts and segmenter.segments_cut > 0 and ctx.listening
-
-    def _deadlines(self, ctx: ContextStream) -> list[float]:
-        cfg = self.config
-        if self._natural(ctx):
-            candidates = (
-                ctx.cut_deadline_s(cfg.speed, cfg.playback_low_water_ms),
-                ctx.partial_deadline_s(cfg.speed, cfg.playback_low_water_ms),
-            )
-        else:
-            candidates = (
-                ctx.segmenter.idle_deadline_s(),
-                ctx.playback_deadline_s(cfg.playback_low_water_ms),
-            )
-        return [d for d in candidates if d is not None]
-
-    def _timed_cuts(self, ctx: ContextStream, now_s: float) -> list[Segment]:
-        cfg = self.config
-        if self._natural(ctx):
-            cut_s = ctx.cut_deadline_s(cfg.speed, cfg.playback_low_water_ms)
-            if cut_s is not None and now_s >= cut_s:
-                return ctx.segmenter.flush_phrase()
-            partial_s = ctx.partial_deadline_s(cfg.speed, cfg.playback_low_water_ms)
-            if partial_s is not None and now_s >= partial_s:
-                return ctx.segmenter.flush()
-            return []
-        segments = ctx.segmenter.poll(now_s)
-        deadline = ctx.playback_deadline_s(cfg.playback_low_water_ms)
-        if deadline is not None and now_s >= deadline:
-            segments += ctx.segmenter.flush_words()
-        return segments
 
     def job_audio(
         self,

@@ -267,6 +267,40 @@ class ContextStream:
             isinstance(item, Job) for item in self.pending
         )
 
+    @property
+    def natural(self) -> bool:
+        """Natural cuts, past the first segment, with a listener to decide them."""
+        segmenter = self.segmenter
+        return segmenter.policy.natural_cuts and segmenter.segments_cut > 0 and self.listening
+
+    def deadlines(self, speed: EngineSpeed, margin_ms: float) -> list[float]:
+        """When ``timed_cuts`` may next have something to cut."""
+        if self.natural:
+            candidates = (
+                self.cut_deadline_s(speed, margin_ms),
+                self.partial_deadline_s(speed, margin_ms),
+            )
+        else:
+            candidates = (self.segmenter.idle_deadline_s(), self.playback_deadline_s(margin_ms))
+        return [d for d in candidates if d is not None]
+
+    def timed_cuts(self, now_s: float, speed: EngineSpeed, margin_ms: float) -> list[Segment]:
+        """The segments time cuts now: natural cuts when the listener needs them; eager
+        ones on input silence and when the audio released runs low."""
+        if self.natural:
+            cut_s = self.cut_deadline_s(speed, margin_ms)
+            if cut_s is not None and now_s >= cut_s:
+                return self.segmenter.flush_phrase()
+            partial_s = self.partial_deadline_s(speed, margin_ms)
+            if partial_s is not None and now_s >= partial_s:
+                return self.segmenter.flush()
+            return []
+        segments = self.segmenter.poll(now_s)
+        deadline = self.playback_deadline_s(margin_ms)
+        if deadline is not None and now_s >= deadline:
+            segments += self.segmenter.flush_words()
+        return segments
+
     def playback_deadline_s(self, low_water_ms: float) -> float | None:
         """Eager cuts: when the audio released so far, played from its first byte on, has
         only ``low_water_ms`` left: past it, whole words buffered are cut at once rather
