@@ -176,6 +176,8 @@ async def test_audio_at_a_wrong_rate_stops_that_context_only(fake_engine_factory
         assert bad_result.first("done") is not None  # its events still come
         assert good_result.audio and not good_result.errors
         await wait_for(lambda: srv.runtime.pool.running_jobs == 0)
+    # the failed stream was counted out once, like every other
+    await wait_for(lambda: srv.runtime.active_streams == 0)
 
 
 async def test_one_hung_context_does_not_hold_up_another_connection(fake_engine_factory) -> None:  # type: ignore[no-untyped-def]
@@ -214,3 +216,34 @@ async def test_a_connection_is_refused_busy_with_1013_when_the_engine_is_at_capa
             await ctx.send("Hello again. ")
             await ctx.end()
             assert (await ctx.collect()).audio
+
+
+async def test_all_audio_of_a_flush_comes_before_flushed_at_a_resampled_rate(
+    fake_engine_factory: Any,
+) -> None:
+    # Regression: the resampler's held-back samples left only at the end of the context,
+    # after `flushed` (the fake voice is 16 kHz; the client asks for 8 kHz).
+    async with running_server(fake_engine_factory()) as srv:
+        async with websockets.connect(srv.stream_url) as ws:
+            await ws.recv()  # ready
+            start = {"type": "start", "context": "f", "encoding": "pcm_s16le"}
+            await ws.send(json.dumps(start | {"sample_rate_hz": 8000}))
+            await ws.send(json.dumps({"type": "text", "context": "f", "text": "Hello there. "}))
+            await ws.send(json.dumps({"type": "flush", "context": "f"}))
+            audio_bytes = 0
+            while True:
+                message = await ws.recv()
+                if isinstance(message, bytes):
+                    audio_bytes += len(message) - 16
+                elif json.loads(message)["type"] == "flushed":
+                    break
+            # nothing of that text is held back: ending the context adds no audio
+            await ws.send(json.dumps({"type": "end", "context": "f"}))
+            after = []
+            while True:
+                message = await ws.recv()
+                if isinstance(message, bytes):
+                    after.append(len(message) - 16)
+                elif json.loads(message)["type"] == "done":
+                    break
+            assert audio_bytes > 0 and sum(after) == 0, (audio_bytes, after)

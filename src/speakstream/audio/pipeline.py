@@ -1,4 +1,9 @@
-"""One context stream's audio path after the engine: resample, then encode, in order."""
+"""One context stream's audio path after the engine: resample, then encode, in order.
+
+``flush()`` hands out what the resampler still holds (its filter delay), so that the
+audio of text flushed so far is all sent before the ``flushed`` event; the resampler
+then starts afresh (the seam falls where the engine's audio had faded out anyway).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ class StreamPipeline:
     def __init__(self, encoding: str, sample_rate_hz: int, engine_rate_hz: int) -> None:
         self.encoding = encoding
         self.sample_rate_hz = sample_rate_hz
+        self.engine_rate_hz = engine_rate_hz
         self.resampler = StreamResampler(engine_rate_hz, sample_rate_hz)
         self.encoder: Encoder = create_encoder(encoding, sample_rate_hz)
         # Work worth moving off the event loop: a codec, or a resampler on long chunks.
@@ -18,6 +24,14 @@ class StreamPipeline:
 
     def process(self, chunk: PcmChunk) -> list[bytes]:
         return self.encoder.encode(self.resampler.process(chunk))
+
+    def flush(self) -> list[bytes]:
+        """The audio the resampler holds back, encoded; the stream goes on after it."""
+        if not self.resampler.active:
+            return []
+        tail = self.resampler.finish()
+        self.resampler = StreamResampler(self.engine_rate_hz, self.sample_rate_hz)
+        return self.encoder.encode(tail) if tail.num_samples else []
 
     def finish(self) -> list[bytes]:
         tail = self.resampler.finish()

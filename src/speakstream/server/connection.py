@@ -53,7 +53,7 @@ from speakstream.protocol.outputs import (
     SynthesisJob,
     Synthesize,
 )
-from speakstream.protocol.server_messages import Done, ErrorMessage, Ready, ServerMessage
+from speakstream.protocol.server_messages import Done, ErrorMessage, Flushed, Ready, ServerMessage
 from speakstream.protocol.session import Session
 from speakstream.server.access_log import ConnectionLog
 from speakstream.server.auth import SCOPE_ENDPOINT, SCOPE_KEY_ID, SCOPE_REQUEST_ID
@@ -246,6 +246,12 @@ class Connection:
                     if not await self._write(frame):
                         return False
         elif isinstance(item.data, ServerMessage):
+            if isinstance(item.data, Flushed) and item.stream is not None:
+                # the resampler's held-back audio belongs before `flushed`
+                for payload in await self.streams.flush(item.stream):
+                    for frame in self.dialect.audio(payload):
+                        if not await self._write(frame):
+                            return False
             for frame in self.dialect.event(item.data):
                 if not await self._write(frame):
                     return False

@@ -60,6 +60,41 @@ class AudioStreams:
         """No more audio of this stream will be encoded; False if it was not open."""
         return self._streams.pop(stream_id, None) is not None
 
+    async def flush(self, stream_id: int) -> list[AudioPayload]:
+        """What the stream's resampler still holds, before a ``flushed`` event."""
+        stream = self._streams.get(stream_id)
+        if stream is None or not stream.had_audio:
+            return []
+        pipeline = stream.pipeline
+        try:
+            data = await asyncio.to_thread(pipeline.flush) if pipeline.heavy else pipeline.flush()
+        except Exception as exc:
+            _LOGGER.warning(
+                "flushing %s failed: %s: %s", pipeline.encoding, type(exc).__name__, exc
+            )
+            return []
+        return self._payloads(stream_id, stream, data, stream.audio_ms)
+
+    def _payloads(
+        self, stream_id: int, stream: _Stream, data: list[bytes], start_ms: float
+    ) -> list[AudioPayload]:
+        encoded = []
+        for payload in data:
+            encoded.append(
+                AudioPayload(
+                    stream_id,
+                    stream.context,
+                    stream.segment,
+                    stream.frames,
+                    payload,
+                    stream.pipeline.encoding,
+                    stream.pipeline.sample_rate_hz,
+                    start_ms=start_ms,
+                )
+            )
+            stream.frames += 1
+        return encoded
+
     async def encode(self, stream_id: int, audio: StreamAudio) -> list[AudioPayload]:
         """The payloads for ``audio`` of ``stream_id`` (none for a stream not open)."""
         stream = self._streams.get(stream_id)
@@ -84,7 +119,6 @@ class AudioStreams:
             _LOGGER.warning(
                 "encoding %s failed: %s: %s", pipeline.encoding, type(exc).__name__, exc
             )
-            self.forget(stream_id)
             raise EncodingError(
                 ErrorCode.ENCODING_FAILED,
                 f"encoding {pipeline.encoding} failed; this context's audio stops here",
@@ -96,19 +130,4 @@ class AudioStreams:
         start_ms = stream.audio_ms
         if pcm is not None:
             stream.audio_ms += pcm.duration_ms
-        encoded = []
-        for data in payloads:
-            encoded.append(
-                AudioPayload(
-                    stream_id,
-                    stream.context,
-                    stream.segment,
-                    stream.frames,
-                    data,
-                    pipeline.encoding,
-                    pipeline.sample_rate_hz,
-                    start_ms=start_ms,
-                )
-            )
-            stream.frames += 1
-        return encoded
+        return self._payloads(stream_id, stream, payloads, start_ms)
