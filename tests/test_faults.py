@@ -223,27 +223,29 @@ async def test_all_audio_of_a_flush_comes_before_flushed_at_a_resampled_rate(
 ) -> None:
     # Regression: the resampler's held-back samples left only at the end of the context,
     # after `flushed` (the fake voice is 16 kHz; the client asks for 8 kHz).
-    async with running_server(fake_engine_factory()) as srv:
-        async with websockets.connect(srv.stream_url) as ws:
-            await ws.recv()  # ready
-            start = {"type": "start", "context": "f", "encoding": "pcm_s16le"}
-            await ws.send(json.dumps(start | {"sample_rate_hz": 8000}))
-            await ws.send(json.dumps({"type": "text", "context": "f", "text": "Hello there. "}))
-            await ws.send(json.dumps({"type": "flush", "context": "f"}))
-            audio_bytes = 0
-            while True:
-                message = await ws.recv()
-                if isinstance(message, bytes):
-                    audio_bytes += len(message) - 16
-                elif json.loads(message)["type"] == "flushed":
-                    break
-            # nothing of that text is held back: ending the context adds no audio
-            await ws.send(json.dumps({"type": "end", "context": "f"}))
-            after = []
-            while True:
-                message = await ws.recv()
-                if isinstance(message, bytes):
-                    after.append(len(message) - 16)
-                elif json.loads(message)["type"] == "done":
-                    break
-            assert audio_bytes > 0 and sum(after) == 0, (audio_bytes, after)
+    async with (
+        running_server(fake_engine_factory()) as srv,
+        websockets.connect(srv.stream_url) as ws,
+    ):
+        await ws.recv()  # ready
+        start = {"type": "start", "context": "f", "encoding": "pcm_s16le"}
+        await ws.send(json.dumps(start | {"sample_rate_hz": 8000}))
+        await ws.send(json.dumps({"type": "text", "context": "f", "text": "Hello there. "}))
+        await ws.send(json.dumps({"type": "flush", "context": "f"}))
+        audio_bytes = 0
+        while True:
+            message = await ws.recv()
+            if isinstance(message, bytes):
+                audio_bytes += len(message) - 16
+            elif json.loads(message)["type"] == "flushed":
+                break
+        # nothing of that text is held back: ending the context adds no audio
+        await ws.send(json.dumps({"type": "end", "context": "f"}))
+        after = []
+        while True:
+            message = await ws.recv()
+            if isinstance(message, bytes):
+                after.append(len(message) - 16)
+            elif json.loads(message)["type"] == "done":
+                break
+        assert audio_bytes > 0 and sum(after) == 0, (audio_bytes, after)
