@@ -108,3 +108,12 @@ def write_results(results: dict[str, Any], output: Path | None, default: str) ->
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nresults written to {path}")
     return path
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` (Linux), MB."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0

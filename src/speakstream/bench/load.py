@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from speakstream.bench.common import percentiles, server_with_pid, write_results
+from speakstream.bench.common import percentiles, rss_mb, server_with_pid, write_results
 from speakstream.client import AudioChunk, Event, connect
 from speakstream.client.pacing import send_paced, tokens
 
@@ -84,14 +84,6 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 async def at_load(url: str, pid: int, listeners: int) -> dict[str, Any]:
     cpu_before_s, wall_start_s = _cpu_s(pid), time.monotonic()
     peak_rss_mb = 0.0
@@ -99,7 +91,7 @@ async def at_load(url: str, pid: int, listeners: int) -> dict[str, Any]:
     async def watch() -> None:
         nonlocal peak_rss_mb
         while True:
-            peak_rss_mb = max(peak_rss_mb, _rss_mb(pid))
+            peak_rss_mb = max(peak_rss_mb, rss_mb(pid))
             await asyncio.sleep(0.5)
 
     watcher = asyncio.create_task(watch())
@@ -115,7 +107,7 @@ async def at_load(url: str, pid: int, listeners: int) -> dict[str, Any]:
         "audio_s_per_s": round(sum(r["audio_s"] for r in results) / wall_s, 2),
         "server_cpu_cores": round((_cpu_s(pid) - cpu_before_s) / wall_s, 2),
         "server_peak_rss_mb": round(peak_rss_mb, 1),
-        "server_rss_after_mb": round(_rss_mb(pid), 1),
+        "server_rss_after_mb": round(rss_mb(pid), 1),
         "errors": sorted({e for r in results for e in r["errors"]}),
     }
 
@@ -149,7 +141,7 @@ def engine_limit_audio_s_per_s(seconds: float) -> float:
 async def load_async(counts: list[int]) -> dict[str, Any]:
     rows = []
     async with server_with_pid() as (url, pid):
-        idle_rss_mb = _rss_mb(pid)
+        idle_rss_mb = rss_mb(pid)
         for listeners in counts:
             row = await at_load(url, pid, listeners)
             print(
@@ -160,7 +152,7 @@ async def load_async(counts: list[int]) -> dict[str, Any]:
             )
             rows.append(row)
             await asyncio.sleep(1.0)
-        rss_after_mb = _rss_mb(pid)
+        rss_after_mb = rss_mb(pid)
     return {"rows": rows, "server_idle_rss_mb": round(idle_rss_mb, 1), "rss_end_mb": rss_after_mb}
 
 

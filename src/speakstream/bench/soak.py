@@ -30,7 +30,7 @@ from typing import Any
 
 import websockets
 
-from speakstream.bench.common import percentiles, server_with_pid, write_results
+from speakstream.bench.common import percentiles, rss_mb, server_with_pid, write_results
 from speakstream.client import Event, connect
 from speakstream.client.pacing import send_paced, tokens
 
@@ -170,14 +170,6 @@ class Soak:
             await ws.close()
 
 
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _server_errors(log: Path) -> list[str]:
     """Lines of the server's log that say something broke (then the log is removed)."""
     lines = [
@@ -204,7 +196,7 @@ async def soak_async(duration_s: float, workers: int, seed: int = 1) -> dict[str
 
         async def sample() -> None:
             while True:
-                samples.append((round(time.monotonic() - soak.started_s, 1), _rss_mb(pid)))
+                samples.append((round(time.monotonic() - soak.started_s, 1), rss_mb(pid)))
                 await asyncio.sleep(2.0)
 
         sampler = asyncio.create_task(sample())

@@ -72,13 +72,7 @@ class CartesiaDialect:
         self._contexts: dict[str, _Context] = {}
 
     def inbound(self, frame: Mapping[str, Any]) -> Inbound:
-        obj = wire.json_object(frame)
-        if obj is None:
-            return wire.to_session(frame)
-        try:
-            return self._read(obj)
-        except ProtocolError as error:
-            return Inbound(replies=self.event(ErrorMessage.of(error)))
+        return wire.read_inbound(frame, self._read, self.event)
 
     def _read(self, obj: dict[str, Any]) -> Inbound:
         cid = wire.context_id(obj.get("context_id"), "context_id")

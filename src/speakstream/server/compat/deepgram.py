@@ -26,7 +26,6 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from speakstream.audio.encoders import UnsupportedFormatError, resolve_rate_hz
-from speakstream.protocol.errors import ProtocolError
 from speakstream.protocol.messages import (
     CancelMessage,
     ClientMessage,
@@ -74,13 +73,7 @@ class DeepgramDialect:
         self._closing = False
 
     def inbound(self, frame: Mapping[str, Any]) -> Inbound:
-        obj = wire.json_object(frame)
-        if obj is None:
-            return wire.to_session(frame)
-        try:
-            return self._read(obj)
-        except ProtocolError as error:
-            return Inbound(replies=self.event(ErrorMessage.of(error)))
+        return wire.read_inbound(frame, self._read, self.event)
 
     def _read(self, obj: dict[str, Any]) -> Inbound:
         kind = obj.get("type")

@@ -101,13 +101,7 @@ class ElevenLabsDialect:
     # --- inbound ----------------------------------------------------------------------
 
     def inbound(self, frame: Mapping[str, Any]) -> Inbound:
-        obj = wire.json_object(frame)
-        if obj is None:
-            return wire.to_session(frame)
-        try:
-            return self._read(obj)
-        except ProtocolError as error:
-            return Inbound(replies=self.event(ErrorMessage.of(error)))
+        return wire.read_inbound(frame, self._read, self.event)
 
     def _read(self, obj: dict[str, Any]) -> Inbound:
         text = wire.optional_str(obj, "text")

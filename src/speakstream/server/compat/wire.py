@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from speakstream.protocol.errors import ErrorCode, ProtocolError
 from speakstream.protocol.messages import MAX_CONTEXT_ID_CHARS
-from speakstream.server.dialect import BinaryFrame, Inbound
+from speakstream.protocol.server_messages import ErrorMessage, ServerMessage
+from speakstream.server.dialect import BinaryFrame, Frame, Inbound
 
 
 def json_object(frame: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -37,6 +38,23 @@ def to_session(frame: Mapping[str, Any]) -> Inbound:
     if text is not None:
         return Inbound(messages=(text,))
     return Inbound(messages=(BinaryFrame(frame.get("bytes") or b""),))
+
+
+def read_inbound(
+    frame: Mapping[str, Any],
+    read: Callable[[dict[str, Any]], Inbound],
+    event: Callable[[ServerMessage], list[Frame]],
+) -> Inbound:
+    """A vendor's JSON frame read by ``read``; a frame that is not a JSON object goes to
+    the session (which answers it); a vendor message the dialect refuses is answered at
+    once, in the vendor's words (``event``)."""
+    obj = json_object(frame)
+    if obj is None:
+        return to_session(frame)
+    try:
+        return read(obj)
+    except ProtocolError as error:
+        return Inbound(replies=event(ErrorMessage.of(error)))
 
 
 def invalid(message: str, context: str | None = None) -> ProtocolError:
