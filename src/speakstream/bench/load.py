@@ -16,6 +16,7 @@ go to ``bench/results/load.json``, with a PNG plot when matplotlib is installed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from speakstream.bench.common import percentiles, rss_mb, server_with_pid, write_results
-from speakstream.client import AudioChunk, Event, connect
+from speakstream.client import AudioChunk, ConnectError, ConnectionClosed, Event, connect
 from speakstream.client.pacing import send_paced, tokens
 
 PARAGRAPH = (
@@ -55,6 +56,20 @@ def playback_underruns(chunks: list[tuple[float, float]], jitter_ms: float) -> l
 
 
 async def one_listener(url: str, index: int) -> dict[str, Any]:
+    try:
+        return await _listen(url, index)
+    except (ConnectionClosed, ConnectError) as exc:  # refused (busy) or dropped
+        return {
+            "ttfa_ms": None,
+            "underruns": 0,
+            "underrun_ms": 0.0,
+            "audio_s": 0.0,
+            "errors": [f"closed: {exc}"[:80]],
+            "refused": True,
+        }
+
+
+async def _listen(url: str, index: int) -> dict[str, Any]:
     async with await connect(url) as conn:
         rate_hz = int(conn.ready["settings"]["sample_rate_hz"])
         ctx = await conn.open_context(f"l{index}", encoding="pcm_s16le")
@@ -67,9 +82,15 @@ async def one_listener(url: str, index: int) -> dict[str, Any]:
                 chunks.append((item.received_s, 1000.0 * len(item.data) / 2 / rate_hz))
             elif isinstance(item, Event) and item.type == "error":
                 errors.append(item.data.get("code"))
-        await sender
+                if item.data.get("code") == "busy":  # refused: its text goes nowhere
+                    sender.cancel()
+                    break
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
     gaps = playback_underruns(chunks, JITTER_BUFFER_MS)
+    refused = "busy" in errors and not chunks
     return {
+        "refused": refused,
         "ttfa_ms": 1000.0 * (chunks[0][0] - sent_at[0][1]) if chunks else None,
         "underruns": len(gaps),
         "underrun_ms": round(sum(gaps), 1),
@@ -103,6 +124,7 @@ async def at_load(url: str, pid: int, listeners: int) -> dict[str, Any]:
         "listeners": listeners,
         "ttfa_ms": percentiles(ttfa),
         "streams_with_underruns": sum(1 for r in results if r["underruns"]),
+        "streams_refused": sum(1 for r in results if r["refused"]),
         "underrun_ms_total": round(sum(r["underrun_ms"] for r in results), 1),
         "audio_s_per_s": round(sum(r["audio_s"] for r in results) / wall_s, 2),
         "server_cpu_cores": round((_cpu_s(pid) - cpu_before_s) / wall_s, 2),
@@ -148,6 +170,7 @@ async def load_async(counts: list[int]) -> dict[str, Any]:
                 f"N={listeners:3d}  ttfa p50/p95 {row['ttfa_ms'].get('p50')}/"
                 f"{row['ttfa_ms'].get('p95')} ms  underrun streams "
                 f"{row['streams_with_underruns']}  ({row['underrun_ms_total']} ms)  "
+                f"refused {row['streams_refused']}  "
                 f"audio {row['audio_s_per_s']} s/s  rss {row['server_peak_rss_mb']} MB"
             )
             rows.append(row)
@@ -191,7 +214,9 @@ def run(*, quick: bool = False, output: Path | None = None) -> int:
     served = [
         r["listeners"]
         for r in results["rows"]
-        if r["streams_with_underruns"] == 0 and r["ttfa_ms"].get("p95", 1e9) <= TTFA_GOAL_MS
+        if r["streams_with_underruns"] == 0
+        and r["streams_refused"] == 0
+        and r["ttfa_ms"].get("p95", 1e9) <= TTFA_GOAL_MS
     ]
     best = max(served, default=0)
     results |= {

@@ -228,7 +228,8 @@ class Session:
     # --- message handlers -----------------------------------------------------------------
 
     def _on_error(self, error: ProtocolError, out: list[Output]) -> None:
-        self._errors += 1
+        if not error.retryable:  # (``busy`` is the server's state, not the client's mistake)
+            self._errors += 1
         out.append(Send(ErrorMessage.of(error), urgent=True))
         if self._errors > self.config.max_errors and self.state is SessionState.OPEN:
             self.state = SessionState.CLOSED
