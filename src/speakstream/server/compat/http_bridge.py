@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from speakstream.protocol.errors import ErrorCode, ProtocolError
+from speakstream.protocol.errors import ErrorCode, ProtocolError, SpeakstreamError
 from speakstream.protocol.messages import EndMessage, StartMessage, TextMessage
 from speakstream.protocol.options import START_OPTIONS, Value
 from speakstream.protocol.server_messages import Alignment, Done, ErrorMessage, ServerMessage
@@ -54,7 +54,7 @@ END_OF_BODY: Final[bytes] = _Marker()  # the response is complete
 ABORT_BODY: Final[bytes] = _Marker()  # the response breaks off here
 
 
-class BodyAborted(Exception):
+class BodyAborted(SpeakstreamError):
     """Raised by the body iterator: the response must not end as if it were complete."""
 
 
@@ -75,7 +75,7 @@ def http_status(code: ErrorCode | str) -> int:
     return HTTP_STATUS.get(ErrorCode(code), 400)
 
 
-class VendorError(Exception):
+class VendorError(SpeakstreamError):
     """A refusal in the vendor's own shape: an HTTP status and a JSON body."""
 
     def __init__(self, status_code: int, body: Mapping[str, Any]) -> None:
