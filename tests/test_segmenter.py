@@ -343,3 +343,12 @@ def test_the_first_segment_takes_a_short_first_clause_already_there() -> None:
     # and never by waiting: typed a character at a time, the first word goes at once
     typed = push_in_pieces(text, list(range(len(text))), policy)
     assert texts(typed)[0] == "Thanks "
+
+
+@pytest.mark.parametrize("text", ["   ) ", " ] ]  ", "\n\n» ", "  '"])
+def test_boundary_after_whitespace_and_closers_only(text: str) -> None:
+    # Found by coverage-guided fuzzing: a segment of spaces and a closing bracket made
+    # boundary_after index an empty list (and the session raise).
+    from speakstream.segmenter import Boundary, boundary_after
+
+    assert boundary_after(text) in tuple(Boundary)

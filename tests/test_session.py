@@ -470,3 +470,12 @@ def test_contexts_beyond_the_engine_capacity_are_refused_busy_then_admitted() ->
     s.close()
     other.close()
     assert capacity.active == 0
+
+
+def test_a_segment_of_spaces_and_a_bracket_is_not_a_crash() -> None:
+    # Found by coverage-guided fuzzing (tests/test_fuzz_protocol.py).
+    s = make_session(max_jobs_in_flight=64)
+    feed(s, type="text", text="Hello there. ")
+    out = feed(s, type="text", text="     ] ")
+    out += feed(s, type="end")
+    assert not error_codes(out)

@@ -151,7 +151,7 @@ def boundary_after(text: str) -> Boundary:
     trailing = text[len(stripped) :]
     if "\n" in trailing and stripped:
         return Boundary.PARAGRAPH if trailing.count("\n") > 1 else Boundary.SENTENCE
-    core = stripped.rstrip(_CLOSERS)
+    core = stripped.rstrip(_CLOSERS).rstrip()  # "  )" ends in nothing to classify
     if not core:
         return Boundary.WORD
     last = core[-1]
