@@ -155,6 +155,7 @@ class HttpBridge:
         self._over = asyncio.Event()  # no more body: ended, aborted, or the client left
         self.ended = False  # the dialect ended the body (done or error) in order
         self.client_gone = False
+        self.scope: Mapping[str, Any] = {}  # the request's (client, key, endpoint: the log)
 
     async def receive(self) -> Mapping[str, Any]:
         if not self._given:
@@ -220,6 +221,7 @@ class BridgeResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with admitted(self.runtime):
+            self.bridge.scope = scope
             connection = Connection(self.bridge, self.runtime, self.dialect)
             serving = asyncio.ensure_future(connection.serve())
             responding = asyncio.ensure_future(super().__call__(scope, receive, send))
