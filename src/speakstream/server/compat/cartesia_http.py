@@ -21,9 +21,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from speakstream.protocol.errors import ErrorCode, ProtocolError
-from speakstream.server.compat.containers import WavDialect
+from speakstream.server.compat.containers import dialect_for
 from speakstream.server.compat.http_bridge import (
-    HttpDialect,
     SpeechRequest,
     VendorError,
     http_status,
@@ -157,15 +156,15 @@ def _parse(body: Any, runtime: Runtime) -> tuple[SpeechRequest, str, str | None]
 async def tts_bytes(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     try:
-        try:
-            body = await read_json(request, runtime.settings.max_message_bytes)
-        except ValueError as exc:
-            raise error(400, "invalid_request", str(exc)) from None
+        body = await read_json(
+            request,
+            runtime.settings.max_message_bytes,
+            lambda message: error(400, "invalid_request", message),
+        )
         speech, content_type, wrap = _parse(body, runtime)
     except VendorError as refusal:
         return refusal.response()
-    rate_hz = int(speech.options["sample_rate_hz"])
-    dialect = WavDialect(speech, wrap, rate_hz) if wrap else HttpDialect(speech)
+    dialect = dialect_for(speech, wrap)
     return stream_speech(request, speech, dialect, media_type=content_type, refuse=refuse)
 
 

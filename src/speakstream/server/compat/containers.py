@@ -55,3 +55,10 @@ class WavDialect(HttpDialect):
 
     def on_done(self, message: Done) -> list[Frame]:
         return self._take_header()  # a valid (empty) file even without audio
+
+
+def dialect_for(speech: SpeechRequest, wav_encoding: str | None) -> HttpDialect:
+    """The body's dialect: a WAV file around ``wav_encoding``, or the payloads as they are."""
+    if wav_encoding is None:
+        return HttpDialect(speech)
+    return WavDialect(speech, wav_encoding, int(speech.options["sample_rate_hz"]))

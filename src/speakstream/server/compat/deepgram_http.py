@@ -22,9 +22,8 @@ from starlette.routing import BaseRoute, Route
 
 from speakstream.protocol.errors import ErrorCode, ProtocolError
 from speakstream.protocol.options import Value
-from speakstream.server.compat.containers import WAV_FORMATS, WavDialect
+from speakstream.server.compat.containers import WAV_FORMATS, dialect_for
 from speakstream.server.compat.http_bridge import (
-    HttpDialect,
     SpeechRequest,
     VendorError,
     http_status,
@@ -129,15 +128,15 @@ def _parse(
 async def speak(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     try:
-        try:
-            body = await read_json(request, runtime.settings.max_message_bytes)
-        except ValueError as exc:
-            raise error(400, "INVALID_JSON", str(exc)) from None
+        body = await read_json(
+            request,
+            runtime.settings.max_message_bytes,
+            lambda message: error(400, "INVALID_JSON", message),
+        )
         speech, content_type, wrap = _parse(body, dict(request.query_params), runtime)
     except VendorError as refusal:
         return refusal.response()
-    rate_hz = int(speech.options["sample_rate_hz"])
-    dialect = WavDialect(speech, wrap, rate_hz) if wrap else HttpDialect(speech)
+    dialect = dialect_for(speech, wrap)
     headers = {
         "dg-model-name": request.query_params.get("model") or DEFAULT_MODEL,
         "dg-char-count": str(len(speech.text)),

@@ -187,10 +187,11 @@ async def _stream(request: Request, *, timestamps: bool) -> Response:
     voice_id = request.path_params["voice_id"]
     fmt = request.query_params.get("output_format") or DEFAULT_OUTPUT_FORMAT
     try:
-        try:
-            body = await read_json(request, runtime.settings.max_message_bytes)
-        except ValueError as exc:
-            raise invalid("json_invalid", ["body"], str(exc)) from None
+        body = await read_json(
+            request,
+            runtime.settings.max_message_bytes,
+            lambda message: invalid("json_invalid", ["body"], message),
+        )
         speech = _parse(body, voice_id, runtime, fmt, timestamps=timestamps)
     except VendorError as refusal:
         return refusal.response()

@@ -289,17 +289,17 @@ def stream_speech(
     return BridgeResponse(runtime, dialect, media_type=media_type, headers=headers)
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
-    """The request's JSON body; ``ValueError`` with a message when it is not JSON, or is
-    larger than ``max_bytes``."""
+async def read_json(request: Request, max_bytes: int, refuse: Callable[[str], VendorError]) -> Any:
+    """The request's JSON body; ``refuse(message)`` (the vendor's own error) is raised
+    when it is not JSON, or is larger than ``max_bytes``."""
     size = 0
     parts: list[bytes] = []
     async for part in request.stream():
         size += len(part)
         if size > max_bytes:
-            raise ValueError(f"the request body is larger than {max_bytes} bytes")
+            raise refuse(f"the request body is larger than {max_bytes} bytes")
         parts.append(part)
     try:
         return json.loads(b"".join(parts))
     except (ValueError, RecursionError) as exc:
-        raise ValueError(f"the request body is not valid JSON: {str(exc)[:200]}") from None
+        raise refuse(f"the request body is not valid JSON: {str(exc)[:200]}") from None

@@ -172,10 +172,13 @@ def _parse(body: Any, runtime: Runtime) -> tuple[SpeechRequest, str, str, dict[s
 async def speech(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     try:
-        body = await read_json(request, runtime.settings.max_message_bytes)
-    except ValueError as exc:
-        return error(400, f"We could not parse the JSON body of your request: {exc}").response()
-    try:
+        body = await read_json(
+            request,
+            runtime.settings.max_message_bytes,
+            lambda message: error(
+                400, f"We could not parse the JSON body of your request: {message}"
+            ),
+        )
         speech_request, content_type, stream_format, headers = _parse(body, runtime)
     except VendorError as refusal:
         return refusal.response()
