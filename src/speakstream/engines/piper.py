@@ -142,33 +142,37 @@ class _LoadedVoice:
         )
 
 
-def _pieces(voice: Any, text: str, max_phonemes: int) -> Iterator[tuple[int, str]]:
-    """``text`` as pieces (offset, text) that each phonemize to at most ``max_phonemes``
-    per sentence. Usually one piece: the whole text. A sentence longer than that (a long
+def _pieces(
+    voice: Any, text: str, max_phonemes: int
+) -> Iterator[tuple[int, str, list[list[str]] | None]]:
+    """``text`` as pieces (offset, text, its phonemes when known) that each phonemize to
+    at most ``max_phonemes`` per sentence. Usually one piece: the whole text, with the
+    phonemes this check computed (so they are not computed again). A sentence longer than that (a long
     run of numbers or spelled-out letters can make minutes of speech from a few hundred
     characters) is cut at word boundaries, so that no single engine run grows without
     bound in time and memory, and a cancel or timeout takes effect between pieces."""
-    if all(len(sentence) <= max_phonemes for sentence in voice.phonemize(text)):
-        yield 0, text
+    sentences: list[list[str]] = voice.phonemize(text)
+    if all(len(sentence) <= max_phonemes for sentence in sentences):
+        yield 0, text, sentences
         return
     start: int | None = None
     end = cost = 0
     for match in _TOKEN.finditer(text):
         token_cost = sum(len(s) for s in voice.phonemize(match.group())) + 1
         if start is not None and cost + token_cost > max_phonemes:
-            yield start, text[start:end]
+            yield start, text[start:end], None
             start, cost = None, 0
         if token_cost > max_phonemes:  # one huge token: cut it by characters
             size = max(1, len(match.group()) * max_phonemes // token_cost)
             for lo in range(match.start(), match.end(), size):
-                yield lo, text[lo : min(lo + size, match.end())]
+                yield lo, text[lo : min(lo + size, match.end())], None
             continue
         if start is None:
             start = match.start()
         end = match.end()
         cost += token_cost
     if start is not None:
-        yield start, text[start:end]
+        yield start, text[start:end], None
 
 
 def _count_spoken_words(voice: Any, token: str) -> int:
@@ -235,8 +239,10 @@ class PiperEngine:
             self._active += 1
         try:
             piper_voice = loaded.latency_voice if alone else loaded.throughput_voice
-            for offset, piece in _pieces(piper_voice, text, self.max_phonemes_per_run):
-                for chunk in self._synthesize_piece(loaded, piper_voice, piece, options):
+            pieces = _pieces(piper_voice, text, self.max_phonemes_per_run)
+            for offset, piece, known in pieces:
+                chunks = self._synthesize_piece(loaded, piper_voice, piece, known, options)
+                for chunk in chunks:
                     if offset:
                         words = tuple(
                             dataclasses.replace(
@@ -252,9 +258,14 @@ class PiperEngine:
 
     @staticmethod
     def _synthesize_piece(
-        loaded: _LoadedVoice, piper_voice: Any, text: str, options: SynthesisOptions
+        loaded: _LoadedVoice,
+        piper_voice: Any,
+        text: str,
+        sentence_phonemes: list[list[str]] | None,
+        options: SynthesisOptions,
     ) -> Iterator[PcmChunk]:
-        """One engine run per sentence of ``text`` (a piece no longer than the bound)."""
+        """One engine run per sentence of ``text`` (a piece no longer than the bound);
+        ``sentence_phonemes``: its sentences' phonemes, if already known."""
         from piper.config import SynthesisConfig
 
         syn = SynthesisConfig(
@@ -262,7 +273,9 @@ class PiperEngine:
             normalize_audio=False,  # per-segment normalization would make loudness jump
         )
         aligner = WordAligner(text, lambda token: _count_spoken_words(piper_voice, token))
-        sentences = sum(1 for sentence in piper_voice.phonemize(text) if sentence)
+        if sentence_phonemes is None:
+            sentence_phonemes = piper_voice.phonemize(text)
+        sentences = sum(1 for sentence in sentence_phonemes if sentence)
         chunks = piper_voice.synthesize(
             text, syn_config=syn, include_alignments=loaded.word_timings
         )
