@@ -20,17 +20,17 @@ class FinishedContexts:
         self._max_streams = max_streams
         self._max_timelines = max_timelines
 
-    def remember(self, context: str, stream: int, timeline: SpokenTimeline | None) -> None:
-        """``timeline``: for a context that ended with ``done`` (None: it was cancelled)."""
+    def remember(self, context: str, stream: int, timeline: SpokenTimeline) -> None:
+        """A context that ended with ``done``: its stream and what it said (timelines,
+        the bigger, are kept for fewer contexts than streams)."""
         self._streams[context] = stream
         self._streams.move_to_end(context)
         while len(self._streams) > self._max_streams:
             self._streams.popitem(last=False)
-        self._timelines.pop(context, None)
-        if timeline is not None:
-            self._timelines[context] = timeline
-            while len(self._timelines) > self._max_timelines:
-                self._timelines.popitem(last=False)
+        self._timelines[context] = timeline
+        self._timelines.move_to_end(context)
+        while len(self._timelines) > self._max_timelines:
+            self._timelines.popitem(last=False)
 
     def take(self, context: str) -> tuple[int, SpokenTimeline | None] | None:
         """Forget ``context`` and return its stream and timeline, if it is remembered."""
