@@ -16,6 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from speakstream.protocol.errors import ErrorCode, ProtocolError
+
+RETRY_AFTER_S = 2.0  # the hint with ``busy``: about when some context usually finishes
+
 
 @dataclass(slots=True)
 class EngineSpeed:
@@ -145,6 +149,13 @@ class Capacity:
     def full(self) -> bool:
         return self.fraction > 0 and self.active >= self.listeners_limit
 
-    def retry_after_s(self) -> float:
-        """A hint: about one segment's playback, when some context usually finishes."""
-        return 2.0
+    def busy(self, context: str | None = None) -> ProtocolError | None:
+        """The ``busy`` refusal of a new context (or connection) now, or None."""
+        if not self.full:
+            return None
+        return ProtocolError(
+            ErrorCode.BUSY,
+            f"the engine is at capacity ({self.active} contexts speaking); try again shortly",
+            context,
+            retry_after_s=RETRY_AFTER_S,
+        )

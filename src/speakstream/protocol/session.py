@@ -251,14 +251,9 @@ class Session:
                 cid,
             )
         capacity = cfg.capacity
-        if capacity is not None and capacity.full:
-            raise ProtocolError(
-                ErrorCode.BUSY,
-                f"the engine is at capacity ({capacity.active} contexts speaking); "
-                "try again shortly",
-                cid,
-                retry_after_s=capacity.retry_after_s(),
-            )
+        busy = None if capacity is None else capacity.busy(cid)
+        if busy is not None:
+            raise busy
         fmt, native_hz = stream_format(message, cfg)
         policy = apply_chunking(cfg.policy, message.options)
         if policy.preemptive_generation and cfg.first_segment_budget_ms > 0:

@@ -35,14 +35,8 @@ def refusal(runtime: Runtime) -> tuple[ProtocolError, CloseCode] | None:
         )
         return error, CloseCode.TRY_AGAIN_LATER
     capacity = runtime.session_config.capacity
-    if capacity is not None and capacity.full:
-        error = ProtocolError(
-            ErrorCode.BUSY,
-            f"the engine is at capacity ({capacity.active} contexts speaking); try again shortly",
-            retry_after_s=capacity.retry_after_s(),
-        )
-        return error, CloseCode.TRY_AGAIN_LATER
-    return None
+    busy = None if capacity is None else capacity.busy()
+    return None if busy is None else (busy, CloseCode.TRY_AGAIN_LATER)
 
 
 @contextlib.asynccontextmanager
