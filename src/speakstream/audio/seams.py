@@ -1,7 +1,9 @@
 """Seamless joins between separately synthesized segments.
 
 Each engine chunk (Piper: one sentence) is cleaned before it is queued: non-finite samples
-zeroed (NaN) or clipped (infinities), DC offset removed,
+zeroed (NaN) or clipped (infinities), a real DC offset removed (a chunk's mean of at least
+``dc_offset_threshold``; speech's own small asymmetry is left alone, since subtracting it
+would put an offset into the silences),
 the engine's own leading and trailing silence trimmed (keeping a short margin), short
 fades at both ends so a cut can never click, the context's volume applied, and a pause
 put in front that matches the punctuation that ended the text before it: none inside a
@@ -24,6 +26,8 @@ from speakstream.segmenter import Boundary
 class SeamPolicy:
     trim_silence: bool = True
     silence_threshold: float = 0.004  # |sample| below this counts as silence (about -48 dBFS)
+    # a chunk mean at least this large is an offset to remove (Piper's speech: ~0.0005)
+    dc_offset_threshold: float = 0.005
     keep_before_ms: float = 15.0  # silence kept before the first loud sample
     keep_after_ms: float = 40.0  # and after the last (release of the final phoneme)
     fade_ms: float = 4.0
@@ -76,8 +80,8 @@ def shape_chunks(
         samples = chunk.samples.astype(np.float32, copy=True)
         # an engine's NaN or infinity must not reach an encoder (or a listener's ears)
         np.nan_to_num(samples, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
-        if samples.size:
-            samples -= np.float32(samples.mean())
+        if samples.size and abs(mean := float(samples.mean())) >= policy.dc_offset_threshold:
+            samples -= np.float32(mean)
         cut_front = 0
         if policy.trim_silence:
             samples, cut_front = _trim(samples, rate, policy)
