@@ -479,3 +479,31 @@ def test_a_segment_of_spaces_and_a_bracket_is_not_a_crash() -> None:
     out = feed(s, type="text", text="     ] ")
     out += feed(s, type="end")
     assert not error_codes(out)
+
+
+def test_segments_cut_inside_a_sentence_carry_the_words_around_them() -> None:
+    s = make_session(word_timings=True, max_jobs_in_flight=8)
+    feed(s, type="start", context="c")
+    # the first segment is the first word; the engine also hears the complete words
+    # already here after it ("why" may still grow: no space follows it yet)
+    [first] = jobs(feed(s, context="c", type="text", text="Have you ever wondered why"))
+    assert first.job.segment.text == "Have "
+    assert (first.job.left_context, first.job.right_context) == ("", "you ever")
+    out = feed(s, context="c", type="text", text=" the sky is orange? It is.")
+    out += feed(s, context="c", type="end")
+    [second, third] = jobs(out)
+    # the rest of the sentence hears its beginning; it ends the sentence: nothing after
+    assert second.job.segment.text == "you ever wondered why the sky is orange? "
+    assert (second.job.left_context, second.job.right_context) == ("Have ", "")
+    # a new sentence carries nothing of the one before
+    assert third.job.segment.text == "It is."
+    assert (third.job.left_context, third.job.right_context) == ("", "")
+
+
+def test_no_context_is_carried_when_the_engine_has_no_word_timings() -> None:
+    s = make_session(word_timings=False)
+    feed(s, type="start", context="c")
+    out = feed(s, context="c", type="text", text="Have you ever wondered why ")
+    out += feed(s, context="c", type="end")
+    assert jobs(out)
+    assert all(j.job.left_context == j.job.right_context == "" for j in jobs(out))

@@ -145,6 +145,20 @@ class Settings:
         0,
         10_000,
     )
+    carry_left_words: int = setting(
+        _SESSION.carry.left_words,
+        "context-carrying synthesis: a segment cut inside a sentence is spoken after up to "
+        "this many words of the sentence before it, whose audio is not sent (0: off)",
+        0,
+        32,
+    )
+    carry_right_words: int = setting(
+        _SESSION.carry.right_words,
+        "context-carrying synthesis: and before up to this many words already received "
+        "after it (0: off)",
+        0,
+        16,
+    )
     playback_low_water_ms: float = setting(
         _SESSION.playback_low_water_ms,
         "natural cuts: the margin between a segment's forecast arrival and the listener "

@@ -4,7 +4,9 @@
 cleaned at the seams: trimmed, faded, paused by punctuation, the context's volume) and
 ends with how long the job waited and ran. The first chunk carries the job's timing
 (time waiting for a worker, engine time to first audio), on the session's clock
-(``time.monotonic``). Control characters reach the engine as spaces. Failures become ``SynthesisError``s with their client-visible code:
+(``time.monotonic``). A job with context words (``left_context``, ``right_context``: see
+``protocol/carry.py``) has the engine say them too and keeps only the segment's own audio
+(``audio/span.py``). Control characters reach the engine as spaces. Failures become ``SynthesisError``s with their client-visible code:
 ``synthesis_timeout`` past ``timeout_s``, ``synthesis_failed`` for an engine exception
 (logged here, with its traceback, once). Closing the iterator stops the job: its worker
 thread stops at the next chunk.
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 from speakstream.audio.pcm import PcmChunk
 from speakstream.audio.seams import SeamPolicy, shape_chunks
+from speakstream.audio.span import keep_span
 from speakstream.engines.base import Engine, SynthesisOptions
 from speakstream.protocol.errors import ErrorCode, SynthesisError
 from speakstream.protocol.outputs import SynthesisJob
@@ -53,9 +56,15 @@ class Synthesizer:
         self.timeout_s = timeout_s
 
     def _chunks(self, job: SynthesisJob) -> Iterator[PcmChunk]:
-        """Runs in the worker thread: the engine's audio, shaped for its seams."""
-        text = job.segment.text.translate(_CONTROL_TO_SPACE)
+        """Runs in the worker thread: the engine's audio, shaped for its seams. With
+        context words around the segment, the engine says them too and only the segment's
+        own words are kept."""
+        own = job.segment.text
+        text = f"{job.left_context}{own}{job.right_context}".translate(_CONTROL_TO_SPACE)
         raw = self.engine.synthesize(text, job.voice, SynthesisOptions(job.speed))
+        if job.left_context or job.right_context:
+            start = len(job.left_context)
+            raw = keep_span(raw, start, start + len(own))
         return shape_chunks(
             raw, pause_before=job.pause_before, volume=job.volume, policy=self.seams
         )

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from speakstream.protocol.carry import CarryPolicy
 from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
 from speakstream.protocol.listener import Capacity, EngineSpeed
 from speakstream.protocol.server_messages import ServerMessage
@@ -53,6 +54,8 @@ class SessionConfig:
     max_jobs_in_flight: int = 2  # dispatched and not yet released, per connection
     # the first segment may take the first clause when the engine makes it within this
     first_segment_budget_ms: float = 35.0
+    # context-carrying synthesis (engines with word timings only)
+    carry: CarryPolicy = field(default_factory=CarryPolicy)
     speed: EngineSpeed = field(default_factory=EngineSpeed)  # shared by a server's sessions
     capacity: Capacity | None = None  # server-wide admission (shared); None: no limit
     max_finished_streams: int = 256  # done contexts remembered for a late cancel
@@ -74,6 +77,10 @@ class SynthesisJob:
     # when the engine must start it at the latest for its listener not to run dry
     # (session clock; a first segment: at once); the pool serves the earliest first
     start_by_s: float = 0.0
+    # words of the same sentence the engine says around the segment, whose audio is not
+    # kept (``protocol/carry.py``): set when it is dispatched
+    left_context: str = ""
+    right_context: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from enum import Enum, auto
 from typing import Any
 
+from speakstream.protocol.carry import NO_CONTEXT
 from speakstream.protocol.errors import (
     ClientVisibleError,
     CloseCode,
@@ -377,7 +378,13 @@ class Session:
             self._in_flight += 1
             ctx = self._contexts[job.spec.context]
             start_by_s = ctx.start_by_s(job, cfg.speed, cfg.playback_low_water_ms, now_s)
-            job.spec = dataclasses.replace(job.spec, start_by_s=start_by_s)
+            carried = ctx.carried(job, cfg.carry) if cfg.word_timings else NO_CONTEXT
+            job.spec = dataclasses.replace(
+                job.spec,
+                start_by_s=start_by_s,
+                left_context=carried.left,
+                right_context=carried.right,
+            )
             out.append(Synthesize(job.spec))
 
     def _after_job(self, ctx: ContextStream, now_s: float) -> list[Output]:

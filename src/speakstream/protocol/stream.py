@@ -20,6 +20,13 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Any
 
+from speakstream.protocol.carry import (
+    NO_CONTEXT,
+    Carried,
+    CarryPolicy,
+    left_context,
+    right_context,
+)
 from speakstream.protocol.errors import ClientVisibleError, ErrorCode, ProtocolError
 from speakstream.protocol.listener import EngineSpeed, Listener, OnTheWay
 from speakstream.protocol.messages import StartMessage
@@ -223,6 +230,26 @@ class ContextStream:
         chars = job.spec.segment.end - job.spec.segment.start
         needed_ms = speed.synthesis_ms(chars) + margin_ms
         return (dry_s if dry_s is not None else now_s) - needed_ms / 1000.0
+
+    def carried(self, job: Job, policy: CarryPolicy) -> Carried:
+        """The words around ``job``'s segment the engine should hear (as they stand now)."""
+        if not policy.enabled:
+            return NO_CONTEXT
+        segment = job.spec.segment
+        reach = policy.max_chars_per_side + 1
+        window_start = max(0, segment.start - reach)
+        left = left_context(
+            self.timeline.text_between(window_start, segment.start),
+            policy,
+            starts_text=window_start == 0,
+        )
+        right = right_context(
+            segment.text,
+            self.timeline.text_between(segment.end, segment.end + reach),
+            policy,
+            text_complete=self.state is ContextState.ENDED,
+        )
+        return Carried(left, right)
 
     def _on_the_way(self, speed: EngineSpeed, before: Job | None = None) -> OnTheWay:
         audio_ms = synthesis_ms = 0.0

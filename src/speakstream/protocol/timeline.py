@@ -57,7 +57,8 @@ class SpokenTimeline:
             self._text = self._text[excess:]
             self._text_base += excess
 
-    def _slice(self, start: int, end: int) -> str:
+    def text_between(self, start: int, end: int) -> str:
+        """The context's text ``[start, end)``, as far as it is still held and has arrived."""
         lo = max(0, start - self._text_base)
         return self._text[lo : max(lo, end - self._text_base)]
 
@@ -77,7 +78,7 @@ class SpokenTimeline:
             self._entries.append(_Entry(start_char, end_char, start_ms, end_ms))
             records.append(
                 {
-                    "word": self._slice(start_char, end_char),
+                    "word": self.text_between(start_char, end_char),
                     "start": start_char,
                     "end": end_char,
                     "start_ms": round(start_ms, 2),
@@ -117,8 +118,8 @@ class SpokenTimeline:
         answer: dict[str, Any] = {
             "played_ms": played_ms,
             "split_offset": split,
-            "spoken_text": self._slice(self._text_base, split),
-            "unspoken_text": self._slice(split, received_end),
+            "spoken_text": self.text_between(self._text_base, split),
+            "unspoken_text": self.text_between(split, received_end),
         }
         if self._text_base:
             answer["text_offset"] = self._text_base

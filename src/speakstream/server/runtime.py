@@ -20,6 +20,7 @@ from speakstream.audio.encoders import (
 from speakstream.audio.seams import SeamPolicy
 from speakstream.config import ConfigError, Settings
 from speakstream.engines import Engine, EngineSettings, load_engine
+from speakstream.protocol.carry import CarryPolicy
 from speakstream.protocol.errors import ErrorCode, ProtocolError
 from speakstream.protocol.listener import Capacity, EngineSpeed
 from speakstream.protocol.outputs import SessionConfig
@@ -121,6 +122,7 @@ class Runtime:
             word_timings=caps.word_timings,
             playback_low_water_ms=settings.playback_low_water_ms,
             first_segment_budget_ms=settings.first_segment_budget_ms,
+            carry=CarryPolicy(settings.carry_left_words, settings.carry_right_words),
             policy=segmenter_policy(settings),
             immediate_send=settings.immediate_send,
             max_contexts=settings.max_contexts,

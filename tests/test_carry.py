@@ -1,0 +1,53 @@
+"""Which words around a segment the engine hears (protocol/carry.py)."""
+
+from __future__ import annotations
+
+from speakstream.protocol.carry import CarryPolicy, left_context, right_context
+
+POLICY = CarryPolicy(left_words=3, right_words=2, max_chars_per_side=40)
+
+
+def test_left_context_is_the_last_words_of_the_same_sentence() -> None:
+    before = "It rained. Have you ever "
+    assert left_context(before, POLICY, starts_text=True) == "Have you ever "
+    assert left_context("We waited, and then ", POLICY, starts_text=True) == "waited, and then "
+    many = "One two three four five "
+    assert left_context(many, POLICY, starts_text=True) == "three four five "
+
+
+def test_no_left_context_after_a_sentence_end_or_when_off() -> None:
+    assert left_context("It rained. ", POLICY, starts_text=True) == ""
+    assert left_context("First line\n", POLICY, starts_text=True) == ""
+    assert left_context("", POLICY, starts_text=True) == ""
+    assert left_context("Have you ", CarryPolicy(left_words=0), starts_text=True) == ""
+
+
+def test_left_context_never_starts_with_a_fragment_or_exceeds_its_bound() -> None:
+    # a window that may begin inside a word: its first token is not used
+    assert left_context("ndered why ", POLICY, starts_text=False) == "why "
+    assert left_context("ndered why ", POLICY, starts_text=True) == "ndered why "
+    long_words = "extraordinarily incomprehensibilities "
+    assert left_context(long_words, CarryPolicy(max_chars_per_side=20), starts_text=True) == ""
+
+
+def test_right_context_is_complete_words_already_arrived() -> None:
+    assert right_context("Have you ", "ever wondered why", POLICY, text_complete=False) == (
+        "ever wondered"
+    )
+    # "wond" may still grow: only words followed by whitespace count
+    assert right_context("Have you ", "ever wond", POLICY, text_complete=False) == "ever"
+    assert right_context("Have you ", "ever", POLICY, text_complete=False) == ""
+    # once the text is complete its last word is whole
+    assert right_context("Have you ", "ever", POLICY, text_complete=True) == "ever"
+
+
+def test_right_context_stops_at_punctuation_and_only_follows_plain_cuts() -> None:
+    assert right_context("Have you ", "seen it? No.", POLICY, text_complete=True) == "seen it?"
+    assert right_context("Have you ", "ever, I mean", POLICY, text_complete=True) == "ever,"
+    # the segment ends with punctuation: the engine already knows how it goes on
+    assert right_context("Hello, ", "you there", POLICY, text_complete=True) == ""
+    assert right_context("Hello. ", "You there", POLICY, text_complete=True) == ""
+    # a segment cut inside an over-long token
+    assert right_context("abcdef", "ghi jkl ", POLICY, text_complete=True) == ""
+    assert right_context("Have ", "you ever ", CarryPolicy(right_words=0), text_complete=True) == ""
+    assert right_context("Have ", "a" * 50 + " b ", POLICY, text_complete=True) == ""
