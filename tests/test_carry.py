@@ -51,3 +51,25 @@ def test_right_context_stops_at_punctuation_and_only_follows_plain_cuts() -> Non
     assert right_context("abcdef", "ghi jkl ", POLICY, text_complete=True) == ""
     assert right_context("Have ", "you ever ", CarryPolicy(right_words=0), text_complete=True) == ""
     assert right_context("Have ", "a" * 50 + " b ", POLICY, text_complete=True) == ""
+
+
+def test_a_filler_stands_for_words_not_yet_here_when_more_is_expected() -> None:
+    policy = CarryPolicy(filler="the")
+    # cut for the listener, nothing complete after it yet: its last word is not the end
+    assert right_context("Have you ", "", policy, text_complete=False, more_expected=True) == (
+        "the"
+    )
+    assert right_context("Have you ", "ev", policy, text_complete=False, more_expected=True) == (
+        "the"
+    )
+    # real words win over the filler
+    assert right_context("Have ", "you ev", policy, text_complete=False, more_expected=True) == (
+        "you"
+    )
+    # a flush or the end of the text may really end the sentence here: no filler
+    assert right_context("Have you ", "", policy, text_complete=False) == ""
+    assert right_context("Have you ", "", policy, text_complete=True, more_expected=True) == ""
+    # punctuation already says how the sentence goes on; an empty filler turns it off
+    assert right_context("Hello, ", "", policy, text_complete=False, more_expected=True) == ""
+    off = CarryPolicy(filler="")
+    assert right_context("Have you ", "", off, text_complete=False, more_expected=True) == ""

@@ -159,6 +159,11 @@ class Settings:
         0,
         16,
     )
+    carry_filler: str = setting(
+        _SESSION.carry.filler,
+        "context-carrying synthesis: the word said (and not sent) after a segment cut inside "
+        "a sentence before the next word has arrived ('': none)",
+    )
     playback_low_water_ms: float = setting(
         _SESSION.playback_low_water_ms,
         "natural cuts: the margin between a segment's forecast arrival and the listener "

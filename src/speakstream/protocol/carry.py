@@ -5,11 +5,14 @@ sentence: its start gets a sentence's onset, its end a sentence's final fall and
 lengthening. So the engine is given, around the segment's own text, the words of the same
 sentence just before it (``left``: already spoken, at most ``left_words`` of them) and the
 words just after it that have already arrived (``right``: at most ``right_words``, only
-words known to be complete), and only the segment's own audio is kept (``audio/span.py``
+words known to be complete; none yet: a neutral ``filler`` word, so that its last word is
+not said as the end of a sentence), and only the segment's own audio is kept (``audio/span.py``
 cuts it at word boundaries). Measured on the bundled Piper voice (whole paragraph vs. a
 cut after a sentence's first words, mel-cepstral distance to Piper's own whole-paragraph
 output): a plain cut costs 0.7 to 2.4 dB, carrying 8 words left and 2 right gives back
-most of it; 8 left words get nearly all that the whole left part gets.
+most of it; 8 left words get nearly all that the whole left part gets. With a segment per
+word (a typist), 8 words left and the filler "the" right took a paragraph from 30 to 24.5
+dB (floor 12.4) and its speech from 1.22 to 1.06 times the whole paragraph's duration.
 
 Context never crosses a sentence end (what is before it was spoken with its own final
 intonation anyway) and is only added where the cut is plain: right words only when the
@@ -34,6 +37,9 @@ class CarryPolicy:
 
     left_words: int = 8
     right_words: int = 2
+    # said after a segment cut inside a sentence when no word after it has arrived yet,
+    # so that its last word is not spoken as the end of a sentence ("": none)
+    filler: str = "the"
     max_chars_per_side: int = 80  # a bound on extra engine work, whatever the words
 
     @property
@@ -71,16 +77,30 @@ def left_context(before: str, policy: CarryPolicy, *, starts_text: bool) -> str:
 
 
 def right_context(
-    segment_text: str, after: str, policy: CarryPolicy, *, text_complete: bool
+    segment_text: str,
+    after: str,
+    policy: CarryPolicy,
+    *,
+    text_complete: bool,
+    more_expected: bool = False,
 ) -> str:
     """The beginning of ``after`` (the text that has arrived after a segment) to say after
     it: only when the segment ends without punctuation, at most ``right_words`` words,
     each known to be complete (followed by whitespace, or ``text_complete``: no more text
-    will come), stopping after a word that ends the sentence."""
+    will come), stopping after a word that ends the sentence. None of them yet, while
+    ``more_expected`` (the segment was cut only because the listener needed audio, not by
+    a flush or the end): the ``filler``."""
     if policy.right_words <= 0 or boundary_after(segment_text) is not Boundary.WORD:
         return ""
     if not segment_text[-1:].isspace():
         return ""  # the segment ends inside a word (a cut of an over-long token)
+    words = _complete_words(after, policy, text_complete=text_complete)
+    if not words and more_expected and not text_complete:
+        return policy.filler
+    return words
+
+
+def _complete_words(after: str, policy: CarryPolicy, *, text_complete: bool) -> str:
     end = 0
     for words, token in enumerate(_TOKEN.finditer(after), start=1):
         complete = token.group()[-1:].isspace() or (text_complete and token.end() == len(after))

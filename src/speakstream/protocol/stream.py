@@ -47,7 +47,18 @@ from speakstream.protocol.server_messages import (
     SegmentEvent,
 )
 from speakstream.protocol.timeline import SpokenTimeline, Timed
-from speakstream.segmenter import Boundary, Segment, Segmenter, boundary_after
+from speakstream.segmenter import (
+    Boundary,
+    Segment,
+    Segmenter,
+    SegmentReason,
+    boundary_after,
+)
+
+# cut before the text said it was complete: more text is expected right after
+_CUT_FOR_THE_LISTENER = frozenset(
+    {SegmentReason.BOUNDARY, SegmentReason.PLAYBACK, SegmentReason.IDLE}
+)
 
 
 class JobState(Enum):
@@ -248,6 +259,7 @@ class ContextStream:
             self.timeline.text_between(segment.end, segment.end + reach),
             policy,
             text_complete=self.state is ContextState.ENDED,
+            more_expected=segment.reason in _CUT_FOR_THE_LISTENER,
         )
         return Carried(left, right)
 

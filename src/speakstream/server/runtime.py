@@ -122,7 +122,9 @@ class Runtime:
             word_timings=caps.word_timings,
             playback_low_water_ms=settings.playback_low_water_ms,
             first_segment_budget_ms=settings.first_segment_budget_ms,
-            carry=CarryPolicy(settings.carry_left_words, settings.carry_right_words),
+            carry=CarryPolicy(
+                settings.carry_left_words, settings.carry_right_words, settings.carry_filler
+            ),
             policy=segmenter_policy(settings),
             immediate_send=settings.immediate_send,
             max_contexts=settings.max_contexts,
