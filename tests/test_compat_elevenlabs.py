@@ -7,6 +7,7 @@ import base64
 import io
 import itertools
 import json
+from pathlib import Path
 from typing import Any
 
 import av
@@ -19,7 +20,7 @@ from speakstream.protocol.server_messages import Alignment
 from speakstream.server.compat.elevenlabs import characters, parse_output_format
 from tests.compat_audio import decoded_duration_s
 from tests.compat_server import compat_server
-from tests.compat_support import LONG_TEXT, counters_back_to_zero
+from tests.compat_support import LONG_TEXT, counters_back_to_zero, readme_snippet, run_snippet
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -267,3 +268,12 @@ async def test_mp3_formats_decode_at_the_rate_asked(piper_engine: Engine) -> Non
             with av.open(io.BytesIO(audio)) as container:
                 # the bit rate is the server's own (see the module's docstring)
                 assert container.streams.audio[0].bit_rate == MP3_BIT_RATE_BPS
+
+
+async def test_the_readme_websocket_snippet_runs(piper_engine: Engine, tmp_path: Path) -> None:
+    async with compat_server(piper_engine) as srv:
+        code = readme_snippet("elevenlabs-ws")
+        await asyncio.to_thread(run_snippet, code, f"http://127.0.0.1:{srv.port}", tmp_path)
+        audio = (tmp_path / "elevenlabs.pcm").read_bytes()
+        assert decoded_duration_s(audio, "pcm_s16le", 16000) > 1.0
+        await counters_back_to_zero(srv.runtime)
