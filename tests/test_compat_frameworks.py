@@ -24,14 +24,14 @@ from tests.conftest import RunningServer
 pytestmark = pytest.mark.timeout(180)
 
 
-async def test_pipecat_openai_tts_speaks_one_utterance(piper_server: RunningServer) -> None:
-    pytest.importorskip("pipecat")
+async def _speak_in_a_pipeline(tts: Any, text: str) -> tuple[bytes, set[int], list[str]]:
+    """One utterance through ``tts`` in a two-stage Pipecat pipeline (no transport):
+    the audio, the sample rates of its frames, and the errors pushed."""
     from pipecat.frames.frames import EndFrame, ErrorFrame, Frame, TTSAudioRawFrame, TTSSpeakFrame
     from pipecat.pipeline.pipeline import Pipeline
     from pipecat.pipeline.runner import PipelineRunner
     from pipecat.pipeline.task import PipelineParams, PipelineTask
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
-    from pipecat.services.openai.tts import OpenAITTSService
 
     class Collect(FrameProcessor):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -49,23 +49,45 @@ async def test_pipecat_openai_tts_speaks_one_utterance(piper_server: RunningServ
                 self.errors.append(frame.error)
             await self.push_frame(frame, direction)
 
+    collect = Collect()
+    task = PipelineTask(
+        Pipeline([tts, collect]), params=PipelineParams(audio_out_sample_rate=24000)
+    )
+    await task.queue_frames([TTSSpeakFrame(text), EndFrame()])
+    runner = PipelineRunner(handle_sigint=False)
+    await runner.add_workers(task)
+    await runner.run()
+    return bytes(collect.audio), collect.rates, collect.errors
+
+
+async def test_pipecat_openai_tts_speaks_one_utterance(piper_server: RunningServer) -> None:
+    pytest.importorskip("pipecat")
+    from pipecat.services.openai.tts import OpenAITTSService
+
     native_s = await native_seconds(piper_server, SHORT_TEXT)
     tts = OpenAITTSService(
         api_key="unused",
         base_url=f"{http_url(piper_server)}/v1",
         settings=OpenAITTSService.Settings(voice="alloy", model="gpt-4o-mini-tts"),
     )
-    collect = Collect()
-    task = PipelineTask(
-        Pipeline([tts, collect]), params=PipelineParams(audio_out_sample_rate=24000)
-    )
-    await task.queue_frames([TTSSpeakFrame(SHORT_TEXT), EndFrame()])
-    runner = PipelineRunner(handle_sigint=False)
-    await runner.add_workers(task)
-    await runner.run()
-    assert not collect.errors
-    assert collect.rates == {24000}
-    assert_duration(len(collect.audio) / 2 / 24000, native_s)
+    audio, rates, errors = await _speak_in_a_pipeline(tts, SHORT_TEXT)
+    assert not errors
+    assert rates == {24000}
+    assert_duration(len(audio) / 2 / 24000, native_s)
+    await counters_back_to_zero(piper_server.runtime)
+
+
+@pytest.mark.parametrize("name", ["elevenlabs", "cartesia", "deepgram"])
+async def test_pipecat_websocket_tts_from_the_readme_speaks_one_utterance(
+    piper_server: RunningServer, tmp_path: Path, name: str
+) -> None:
+    pytest.importorskip("pipecat")
+    native_s = await native_seconds(piper_server, SHORT_TEXT)
+    services = run_snippet(readme_snippet("pipecat"), http_url(piper_server), tmp_path)
+    audio, rates, errors = await _speak_in_a_pipeline(services[name], SHORT_TEXT)
+    assert not errors
+    assert rates == {24000}
+    assert_duration(len(audio) / 2 / 24000, native_s)
     await counters_back_to_zero(piper_server.runtime)
 
 
