@@ -1,6 +1,8 @@
-"""Voice-agent frameworks' OpenAI TTS services pointed at this server, one utterance each,
-with no room and no audio device: Pipecat's ``OpenAITTSService`` in a two-stage pipeline
-and LiveKit Agents' ``openai.TTS`` (which asks for SSE with MP3)."""
+"""Voice-agent frameworks' TTS services pointed at this server, one utterance each, with
+no room and no audio device: Pipecat's ``OpenAITTSService`` and its ElevenLabs, Cartesia
+and Deepgram WebSocket services (as the README sets them up) in a two-stage pipeline;
+LiveKit Agents' ``openai.TTS`` (which asks for SSE with MP3) and its ElevenLabs,
+Cartesia and Deepgram plugins' ``stream()`` (the README's snippet)."""
 
 from __future__ import annotations
 
@@ -120,3 +122,21 @@ async def test_the_readme_livekit_snippet_runs(
     code = readme_snippet("livekit")
     await asyncio.to_thread(run_snippet, code, http_url(piper_server), tmp_path)
     assert "samples" in capsys.readouterr().out
+
+
+async def test_the_readme_livekit_websocket_plugins_speak_one_utterance_each(
+    piper_server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for plugin in ("elevenlabs", "cartesia", "deepgram"):  # they register on the main thread
+        pytest.importorskip(f"livekit.plugins.{plugin}")
+    native_s = await native_seconds(piper_server, SHORT_TEXT)
+    code = readme_snippet("livekit-ws")
+    replace = {"Hello from speakstream.": SHORT_TEXT}
+    await asyncio.to_thread(run_snippet, code, http_url(piper_server), tmp_path, replace)
+    providers = []
+    for line in capsys.readouterr().out.splitlines():
+        provider, samples, *_, rate_hz, _ = line.split()
+        providers.append(provider)
+        assert_duration(int(samples) / int(rate_hz), native_s)
+    assert providers == ["ElevenLabs", "Cartesia", "Deepgram"]
+    await counters_back_to_zero(piper_server.runtime)
