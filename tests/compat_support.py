@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,16 +83,25 @@ def readme_snippet(name: str) -> str:
     return match.group(1)
 
 
-def run_snippet(code: str, base_url: str, cwd: Path) -> None:
-    """Run a README snippet against ``base_url`` (it names http://127.0.0.1:8000), in ``cwd``."""
+def run_snippet(
+    code: str, base_url: str, cwd: Path, replacements: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Run a README snippet against ``base_url`` (it names http://127.0.0.1:8000), in
+    ``cwd``, with each of ``replacements`` (e.g. the Wyoming port) made in its text first;
+    returns the names it defined (the services a framework snippet sets up)."""
     import os
 
     source = code.replace("http://127.0.0.1:8000", base_url).replace(
         "ws://127.0.0.1:8000", base_url.replace("http://", "ws://")
     )
+    for old, new in (replacements or {}).items():
+        assert old in source, f"the snippet does not name {old!r}"
+        source = source.replace(old, new)
+    namespace: dict[str, Any] = {"__name__": "snippet"}
     here = Path.cwd()
     os.chdir(cwd)
     try:
-        exec(compile(source, "README snippet", "exec"), {"__name__": "snippet"})
+        exec(compile(source, "README snippet", "exec"), namespace)
     finally:
         os.chdir(here)
+    return namespace

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from cartesia import AsyncCartesia
 from speakstream.engines import Engine
 from tests.compat_audio import decoded_duration_s
 from tests.compat_server import compat_server
+from tests.compat_support import counters_back_to_zero, readme_snippet, run_snippet
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -122,3 +125,12 @@ async def test_unsupported_format_and_bad_json_answer_errors(piper_engine: Engin
             await ws.send(json.dumps(_request("z", TEXT * 3, unknown_field=1)))
             assert json.loads(await ws.recv())["type"] in ("chunk", "timestamps")
         await wait_for(lambda: srv.runtime.connections == 0 and srv.runtime.active_streams == 0)
+
+
+async def test_the_readme_websocket_snippet_runs(piper_engine: Engine, tmp_path: Path) -> None:
+    async with compat_server(piper_engine) as srv:
+        code = readme_snippet("cartesia-ws")
+        await asyncio.to_thread(run_snippet, code, f"http://127.0.0.1:{srv.port}", tmp_path)
+        audio = (tmp_path / "cartesia.pcm").read_bytes()
+        assert decoded_duration_s(audio, "pcm_s16le", 24000) > 1.0
+        await counters_back_to_zero(srv.runtime)

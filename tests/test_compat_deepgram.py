@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 import websockets
@@ -14,6 +15,7 @@ from deepgram.speak.v1.types.speak_v1text import SpeakV1Text
 from speakstream.engines import Engine
 from tests.compat_audio import decoded_duration_s
 from tests.compat_server import compat_server
+from tests.compat_support import counters_back_to_zero, readme_snippet, run_snippet
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -111,3 +113,12 @@ async def test_bad_json_and_unknown_type_are_warnings(piper_engine: Engine) -> N
             assert json.loads(await ws.recv())["type"] == "Warning"
             await ws.send(json.dumps({"type": "Speak", "text": TEXT, "extra": True}))
         await wait_for(lambda: srv.runtime.connections == 0 and srv.runtime.active_streams == 0)
+
+
+async def test_the_readme_websocket_snippet_runs(piper_engine: Engine, tmp_path: Path) -> None:
+    async with compat_server(piper_engine) as srv:
+        code = readme_snippet("deepgram-ws")
+        await asyncio.to_thread(run_snippet, code, f"http://127.0.0.1:{srv.port}", tmp_path)
+        audio = (tmp_path / "deepgram.pcm").read_bytes()
+        assert decoded_duration_s(audio, "pcm_s16le", 16000) > 1.0
+        await counters_back_to_zero(srv.runtime)

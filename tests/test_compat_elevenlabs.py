@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import itertools
 import json
+from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 import websockets
 from elevenlabs.client import ElevenLabs
@@ -17,12 +20,14 @@ from speakstream.protocol.server_messages import Alignment
 from speakstream.server.compat.elevenlabs import characters, parse_output_format
 from tests.compat_audio import decoded_duration_s
 from tests.compat_server import compat_server
+from tests.compat_support import counters_back_to_zero, readme_snippet, run_snippet
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 VOICE = "en_US-joe-medium"
 FIRST = "Hello there, this is the first sentence of a longer text. "
 REST = "And here is the second one, which comes later."
+MP3_BIT_RATE_BPS = 64000  # speakstream.audio.codecs.Mp3Encoder
 
 
 async def _collect(ws: Any) -> tuple[list[dict[str, Any]], int | None]:
@@ -39,8 +44,12 @@ def test_output_formats_map_to_ours_or_none() -> None:
     assert parse_output_format("pcm_16000", 22050) == ("pcm_s16le", 16000)
     assert parse_output_format("ulaw_8000", 22050) == ("mulaw", 8000)
     assert parse_output_format("mp3_44100_128", 22050) == ("mp3", 44100)
+    assert parse_output_format("mp3_22050_32", 22050) == ("mp3", 22050)
     assert parse_output_format("pcm_12345", 22050) is None
     assert parse_output_format("opus_48000_64", 22050) is None
+    # not among ElevenLabs' MP3 formats
+    assert parse_output_format("mp3_44100_999", 22050) is None
+    assert parse_output_format("mp3_16000_64", 22050) is None
 
 
 def test_character_timings_are_the_native_word_timings_from_the_chunk_start() -> None:
@@ -167,3 +176,109 @@ async def test_bad_json_unknown_fields_and_early_close(piper_engine: Engine) -> 
             assert json.loads(await ws.recv())["audio"]
         # the client left mid-utterance: nothing of it stays
         await wait_for(lambda: srv.runtime.connections == 0 and srv.runtime.active_streams == 0)
+
+
+async def _words_per_reply(url: str, messages: list[dict[str, Any]]) -> list[str]:
+    """The words each audio reply's alignment carries (one entry per segment)."""
+    async with websockets.connect(url) as ws:
+        for message in messages:
+            await ws.send(json.dumps(message))
+        replies, code = await _collect(ws)
+    assert code == 1000 and replies[-1] == {"isFinal": True}
+    return ["".join(r["alignment"]["chars"]) for r in replies if r.get("alignment")]
+
+
+async def test_auto_mode_speaks_each_message_as_it_comes(piper_engine: Engine) -> None:
+    first, rest = "The first half of one long sentence", " goes on here and ends."
+    async with compat_server(piper_engine) as srv:
+        base = f"{srv.url}/v1/text-to-speech/{VOICE}/stream-input?output_format=pcm_16000"
+        messages = [{"text": " "}, {"text": first}, {"text": rest}, {"text": ""}]
+        groups = await _words_per_reply(base + "&auto_mode=true", messages)
+        # the first message was synthesized alone, though its sentence goes on
+        assert any(group.endswith("sentence") for group in groups)
+        assert "".join(groups).replace(" ", "") == (first + rest).replace(" ", "")
+        await counters_back_to_zero(srv.runtime)
+
+
+async def test_inactivity_timeout_closes_1008_with_elevenlabs_reason(
+    piper_engine: Engine,
+) -> None:
+    async with compat_server(piper_engine) as srv:
+        for path in ("stream-input", "multi-stream-input"):
+            url = f"{srv.url}/v1/text-to-speech/{VOICE}/{path}?inactivity_timeout=1"
+            async with websockets.connect(url) as ws:
+                await ws.send(json.dumps({"text": " "}))
+                for _ in range(3):  # a keep-alive resets the timer
+                    await asyncio.sleep(0.5)
+                    await ws.send(json.dumps({"text": " "}))
+                assert ws.close_code is None
+                replies, code = await _collect(ws)  # then silence
+            assert code == 1008 and replies == []
+            assert ws.close_reason is not None
+            assert ws.close_reason.startswith(
+                "Have not received a new text input within the timeout of 1 seconds."
+            )
+        await counters_back_to_zero(srv.runtime)
+
+
+async def test_inactivity_timeout_stops_once_the_text_has_ended(
+    fake_engine_factory: Any,
+) -> None:
+    # a scripted engine that takes 3 s over a text, three times the timeout
+    text = "A text that takes the engine three seconds, well past the timeout of one second."
+    engine = fake_engine_factory(synthesis_s_per_char=3.0 / len(text), ms_per_char=60.0)
+    async with compat_server(engine) as srv:
+        url = (
+            f"{srv.url}/v1/text-to-speech/{VOICE}/stream-input"
+            "?output_format=pcm_16000&inactivity_timeout=1"
+        )
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"text": " "}))
+            await ws.send(json.dumps({"text": text}))
+            await ws.send(json.dumps({"text": ""}))
+            replies, code = await _collect(ws)
+        assert code == 1000 and replies[-1] == {"isFinal": True}
+        audio = b"".join(base64.b64decode(r["audio"]) for r in replies if r.get("audio"))
+        # the whole text was spoken, though it took longer than the timeout after the end
+        assert decoded_duration_s(audio, "pcm_s16le", 16000) >= 0.9 * len(text) * 0.060
+        await counters_back_to_zero(srv.runtime)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["inactivity_timeout=0", "inactivity_timeout=181", "inactivity_timeout=x", "auto_mode=maybe"],
+)
+async def test_bad_auto_mode_or_inactivity_timeout_is_refused(
+    piper_engine: Engine, query: str
+) -> None:
+    async with compat_server(piper_engine) as srv:
+        url = f"{srv.url}/v1/text-to-speech/{VOICE}/stream-input?{query}"
+        async with websockets.connect(url) as ws:
+            replies, code = await _collect(ws)
+        assert code == 1008 and query.split("=")[0] in replies[0]["message"]
+
+
+async def test_mp3_formats_decode_at_the_rate_asked(piper_engine: Engine) -> None:
+    async with compat_server(piper_engine) as srv:
+        for fmt, rate_hz in (("mp3_22050_32", 22050), ("mp3_44100_128", 44100)):
+            url = f"{srv.url}/v1/text-to-speech/{VOICE}/stream-input?output_format={fmt}"
+            async with websockets.connect(url) as ws:
+                await ws.send(json.dumps({"text": " "}))
+                await ws.send(json.dumps({"text": FIRST + REST}))
+                await ws.send(json.dumps({"text": ""}))
+                replies, code = await _collect(ws)
+            assert code == 1000
+            audio = b"".join(base64.b64decode(r["audio"]) for r in replies if r.get("audio"))
+            assert decoded_duration_s(audio, "mp3", rate_hz) > 2.0
+            with av.open(io.BytesIO(audio)) as container:
+                # the bit rate is the server's own (see the module's docstring)
+                assert container.streams.audio[0].bit_rate == MP3_BIT_RATE_BPS
+
+
+async def test_the_readme_websocket_snippet_runs(piper_engine: Engine, tmp_path: Path) -> None:
+    async with compat_server(piper_engine) as srv:
+        code = readme_snippet("elevenlabs-ws")
+        await asyncio.to_thread(run_snippet, code, f"http://127.0.0.1:{srv.port}", tmp_path)
+        audio = (tmp_path / "elevenlabs.pcm").read_bytes()
+        assert decoded_duration_s(audio, "pcm_s16le", 16000) > 1.0
+        await counters_back_to_zero(srv.runtime)

@@ -117,6 +117,11 @@ async def test_errors_have_elevenlabs_shape_and_status(piper_engine: Engine) -> 
                 400,
                 "invalid_output_format",
             ),
+            (  # not among ElevenLabs' MP3 formats
+                {"voice_id": "en_US-joe-medium", "output_format": "mp3_16000_64"},
+                400,
+                "invalid_output_format",
+            ),
             (
                 {"voice_id": "en_US-joe-medium", "text": "x" * 201},
                 400,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 
 import pytest
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -19,6 +20,7 @@ from wyoming.tts import (
 )
 
 from speakstream.engines import Engine
+from tests.compat_support import counters_back_to_zero, readme_snippet, run_snippet
 from tests.conftest import running_server, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -109,3 +111,18 @@ async def test_garbage_is_an_error_event(piper_engine: Engine) -> None:
 async def test_off_by_default(piper_engine: Engine) -> None:
     async with running_server(piper_engine) as srv:
         assert srv.runtime.settings.wyoming_port == 0
+
+
+async def test_the_readme_snippet_runs(
+    piper_engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = _free_port()
+    async with running_server(piper_engine, wyoming_port=port) as srv:
+        code = readme_snippet("wyoming")
+        replace = {'"127.0.0.1", 10200': f'"127.0.0.1", {port}'}
+        await asyncio.to_thread(
+            run_snippet, code, f"http://127.0.0.1:{srv.port}", tmp_path, replace
+        )
+        samples = int(capsys.readouterr().out.split()[0])
+        assert samples > 22050  # over a second of the voice's 22050 Hz
+        await counters_back_to_zero(srv.runtime)

@@ -13,21 +13,35 @@ unflushed text is cancelled: that is a barge-in), ``close_socket`` (every contex
 finishes, then the socket closes), and ``{"text": ""}`` is a keep-alive that ends
 nothing. Replies carry ``contextId``; each context ends with ``isFinal``.
 
-Query: ``output_format`` (``pcm_<rate>``, ``ulaw_8000``, ``alaw_8000``, ``mp3_<rate>_<kbps>``;
-any other is refused with ElevenLabs' error, never sent as other bytes), ``model_id``,
-``sync_alignment``, ``auto_mode``, ``inactivity_timeout`` (accepted; there is no idle
-timer yet). Character timings are our word timings: each word's time shared by its
+Query: ``output_format`` (``pcm_<rate>``, ``ulaw_8000``, ``alaw_8000``, and the MP3
+formats ElevenLabs lists, ``mp3_<rate>_<kbps>``, whose bit rate is the server's own MP3
+encoder's, 64 kb/s, until the native core can be asked for another; any other format is
+refused with ElevenLabs' error, never sent as other bytes), ``model_id``,
+``sync_alignment``, and:
+
+* ``auto_mode=true``: no buffering: every text message is synthesized as it comes (a
+  flush after each), for clients that send whole phrases (Pipecat's service does);
+* ``inactivity_timeout`` (seconds, 1 to 180, default 20): the socket is closed with 1008
+  and ElevenLabs' reason once that long passes without a message from the client while
+  its text is still open (before ``{"text": ""}`` on stream-input, before
+  ``close_socket`` on multi-stream-input). Any message counts, the ``" "`` keep-alive
+  included. The timer wraps the socket's ASGI ``receive`` (``_InputClock``): when it
+  runs out, the dialect gets a frame that only says so, and answers it with the close.
+
+Character timings are our word timings: each word's time shared by its
 characters, with the space between two words in the gap between them, in milliseconds
 from the start of the audio chunk the message carries (ElevenLabs' convention).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from speakstream.audio.encoders import UnsupportedFormatError, resolve_rate_hz
@@ -55,7 +69,24 @@ from speakstream.server.dialect import AudioPayload, CloseSocket, Frame, Inbound
 from speakstream.server.runtime import Runtime
 
 DEFAULT_OUTPUT_FORMAT = "mp3_44100_128"
+# ElevenLabs' MP3 formats (rate, kb/s); any other mp3_* is not theirs
+MP3_FORMATS = frozenset(
+    {(22050, 32), (24000, 48), (44100, 32), (44100, 64), (44100, 96), (44100, 128), (44100, 192)}
+)
+DEFAULT_INACTIVITY_TIMEOUT_S = 20
+MAX_INACTIVITY_TIMEOUT_S = 180
 _SINGLE_CONTEXT = "default"
+_INPUT_TIMED_OUT = "speakstream.elevenlabs.inactivity_timeout_s"  # in the clock's own frame
+
+
+def inactivity_reason(timeout_s: float) -> str:
+    """ElevenLabs' close reason, cut to what a close frame carries (123 bytes)."""
+    reason = (
+        f"Have not received a new text input within the timeout of {timeout_s:g} seconds. "
+        "Streaming input terminated. Please make sure to either feed the input in the "
+        'timely manner, or to send the end of input text (empty string "") when done.'
+    )
+    return reason.encode()[:123].decode(errors="ignore")
 
 
 def parse_output_format(name: str, voice_rate_hz: int) -> tuple[str, int] | None:
@@ -67,6 +98,8 @@ def parse_output_format(name: str, voice_rate_hz: int) -> tuple[str, int] | None
     if not all(part.isdigit() for part in parts[1:]):
         return None
     encoding, rate_hz = kinds[parts[0]][0], int(parts[1])
+    if encoding == "mp3" and (rate_hz, int(parts[2])) not in MP3_FORMATS:
+        return None
     try:
         return encoding, resolve_rate_hz(encoding, rate_hz, voice_rate_hz)
     except UnsupportedFormatError:
@@ -81,6 +114,8 @@ class StreamSettings:
     encoding: str
     sample_rate_hz: int
     alignment: bool  # the engine has word timings
+    auto_mode: bool = False  # every text message is synthesized at once
+    inactivity_timeout_s: float = DEFAULT_INACTIVITY_TIMEOUT_S
 
 
 @dataclass(slots=True)
@@ -100,7 +135,16 @@ class ElevenLabsDialect:
 
     # --- inbound ----------------------------------------------------------------------
 
+    @property
+    def awaiting_text(self) -> bool:
+        """The client's text is still open: its silence counts toward the timeout."""
+        return not (self._closing if self.multi else self._ended)
+
     def inbound(self, frame: Mapping[str, Any]) -> Inbound:
+        timeout_s = frame.get(_INPUT_TIMED_OUT)
+        if timeout_s is not None:
+            close = CloseSocket(CloseCode.POLICY_VIOLATION, inactivity_reason(timeout_s))
+            return Inbound(replies=(close,))
         return wire.read_inbound(frame, self._read, self.event)
 
     def _read(self, obj: dict[str, Any]) -> Inbound:
@@ -135,7 +179,7 @@ class ElevenLabsDialect:
         if text:
             messages.append(TextMessage(cid, text))
             ctx.flushed = False
-        if flush:
+        if flush or (text and self.settings.auto_mode):
             messages.append(FlushMessage(cid))
             ctx.flushed = True
         return Inbound(messages=messages)
@@ -250,6 +294,52 @@ def characters(words: list[dict[str, Any]], chunk_start_ms: float) -> dict[str, 
 # --- the endpoints ------------------------------------------------------------------------
 
 
+class _InputClock:
+    """A socket's ASGI ``receive`` that gives up waiting after ``inactivity_timeout``.
+
+    While the dialect awaits text, a wait longer than the timeout returns, once, a
+    frame that carries only ``_INPUT_TIMED_OUT`` (the dialect answers it with the
+    close); the wait for the client's message is cancelled (uvicorn's receive is a
+    queue, safe to cancel) and the next call waits again, untimed."""
+
+    def __init__(self, receive: Receive, timeout_s: float, dialect: ElevenLabsDialect) -> None:
+        self._receive = receive
+        self._timeout_s = timeout_s
+        self._dialect = dialect
+        self._connected = False
+        self._expired = False
+
+    async def __call__(self) -> Message:
+        if not self._connected or self._expired or not self._dialect.awaiting_text:
+            self._connected = True  # the first message is the handshake's
+            return await self._receive()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await self._receive()
+        except TimeoutError:
+            self._expired = True
+            return {"type": "websocket.receive", "text": None, _INPUT_TIMED_OUT: self._timeout_s}
+
+
+def _flag(websocket: WebSocket, name: str) -> bool | ProtocolError:
+    value = websocket.query_params.get(name, "false").lower()
+    if value not in ("true", "false"):
+        return wire.invalid(f"{name} must be true or false, not {value!r}")
+    return value == "true"
+
+
+def _timeout_s(websocket: WebSocket) -> float | ProtocolError:
+    raw = websocket.query_params.get("inactivity_timeout")
+    if raw is None:
+        return DEFAULT_INACTIVITY_TIMEOUT_S
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_INACTIVITY_TIMEOUT_S:
+        return wire.invalid(
+            f"inactivity_timeout must be a whole number of seconds from 1 to "
+            f"{MAX_INACTIVITY_TIMEOUT_S}, not {raw!r}"
+        )
+    return int(raw)
+
+
 def _settings(websocket: WebSocket, runtime: Runtime) -> StreamSettings | ProtocolError:
     voice = runtime.voice_map.resolve(websocket.path_params.get("voice_id"))
     if voice is None:
@@ -265,26 +355,38 @@ def _settings(websocket: WebSocket, runtime: Runtime) -> StreamSettings | Protoc
             ErrorCode.UNSUPPORTED_ENCODING,
             f"output_format {name!r} is not supported by this server",
         )
-    return StreamSettings(voice, fmt[0], fmt[1], runtime.engine.capabilities.word_timings)
+    auto_mode = _flag(websocket, "auto_mode")
+    if isinstance(auto_mode, ProtocolError):
+        return auto_mode
+    timeout_s = _timeout_s(websocket)
+    if isinstance(timeout_s, ProtocolError):
+        return timeout_s
+    word_timings = runtime.engine.capabilities.word_timings
+    return StreamSettings(voice, fmt[0], fmt[1], word_timings, auto_mode, timeout_s)
 
 
-async def _endpoint(websocket: WebSocket, *, multi: bool) -> None:
-    runtime: Runtime = websocket.app.state.runtime
-    settings = _settings(websocket, runtime)
-    if isinstance(settings, ProtocolError):
-        await websocket.accept()
-        dialect = ElevenLabsDialect(StreamSettings("", "", 0, False), multi)
-        await send_refusal(websocket, dialect, settings, CloseCode.POLICY_VIOLATION)
-        return
-    await serve_websocket(websocket, ElevenLabsDialect(settings, multi))
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    """An ASGI endpoint (not a function: its socket's ``receive`` is the input clock)."""
+
+    multi: bool
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        runtime: Runtime = websocket.app.state.runtime
+        settings = _settings(websocket, runtime)
+        if isinstance(settings, ProtocolError):
+            await websocket.accept()
+            dialect = ElevenLabsDialect(StreamSettings("", "", 0, False), self.multi)
+            await send_refusal(websocket, dialect, settings, CloseCode.POLICY_VIOLATION)
+            return
+        dialect = ElevenLabsDialect(settings, self.multi)
+        clock = _InputClock(receive, settings.inactivity_timeout_s, dialect)
+        await serve_websocket(WebSocket(scope, clock, send), dialect)
 
 
-async def stream_input(websocket: WebSocket) -> None:
-    await _endpoint(websocket, multi=False)
-
-
-async def multi_stream_input(websocket: WebSocket) -> None:
-    await _endpoint(websocket, multi=True)
+stream_input = _Endpoint(multi=False)
+multi_stream_input = _Endpoint(multi=True)
 
 
 def routes() -> list[BaseRoute]:

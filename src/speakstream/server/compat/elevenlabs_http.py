@@ -4,10 +4,11 @@
 The JSON body (``text``, ``model_id``, ``voice_settings``, and ElevenLabs' other fields,
 accepted and ignored; ``voice_settings.speed`` sets the speaking rate) is one native
 context; ``output_format`` in the query picks the audio: ``pcm_{rate}`` (16-bit
-little-endian), ``ulaw_8000``, ``alaw_8000``, ``wav_{rate}``, ``mp3_{rate}_{kbps}`` (the
-bit rate is the server's own), default ``mp3_44100_128``; others (``opus_...``) are
-refused. ``stream`` sends the audio as it is synthesized; ``stream/with-timestamps``
-sends newline-delimited JSON chunks ``{"audio_base64", "alignment",
+little-endian), ``ulaw_8000``, ``alaw_8000``, ``wav_{rate}``, the ``mp3_{rate}_{kbps}``
+ElevenLabs lists (``elevenlabs.MP3_FORMATS``; the bit rate is the server's own, 64 kb/s),
+default ``mp3_44100_128``; others (``opus_...``, ``mp3_16000_64``) are refused.
+``stream`` sends the audio as it is synthesized; ``stream/with-timestamps`` sends
+newline-delimited JSON chunks ``{"audio_base64", "alignment",
 "normalized_alignment"}`` whose character timings (seconds from the start of the audio)
 come from the engine's word timings: every character of the text appears once, in
 order, those between words (spaces, punctuation) at the end of the word before.
@@ -27,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 
 from speakstream.protocol.errors import ErrorCode, ProtocolError
 from speakstream.protocol.server_messages import Alignment, Done, encode_json
+from speakstream.server.compat.elevenlabs import MP3_FORMATS
 from speakstream.server.compat.http_bridge import (
     HttpDialect,
     SpeechRequest,
@@ -85,12 +87,16 @@ def refuse(err: ProtocolError) -> VendorError:
 def output_format(name: str) -> tuple[str, int]:
     """The native encoding and rate for an ElevenLabs ``output_format``."""
     match = _FORMAT.fullmatch(name)
-    if match is None or (match[3] is not None) != (match[1] == "mp3"):
+    if (
+        match is None
+        or (match[3] is not None) != (match[1] == "mp3")
+        or (match[1] == "mp3" and (int(match[2]), int(match[3])) not in MP3_FORMATS)
+    ):
         raise error(
             400,
             "invalid_output_format",
             f"output_format {name!r} is not offered here; use pcm_{{rate}}, ulaw_8000, "
-            "alaw_8000, wav_{rate} or mp3_{rate}_{kbps}",
+            "alaw_8000, wav_{rate} or ElevenLabs' mp3_{rate}_{kbps}",
         )
     return _ENCODINGS[match[1]], int(match[2])
 
