@@ -10,7 +10,7 @@ tried would go to a temporary directory). Each is an async context manager that 
 and has synthesized one warm-up sentence (wyoming-piper loads the voice on the first
 request), and that always stops the process on exit (SIGTERM, then SIGKILL after 10 s),
 also when the start fails. ``missing(kind)`` says why a peer cannot run here (None: it
-can). The interpreter is ``SPEAKSTREAM_PEERS_PYTHON`` when set (e.g. ``.venv-peers/bin/python``
+can). The interpreter is ``BENCH_PEERS_PYTHON`` when set (e.g. ``.venv-peers/bin/python``
 where the peers need their own environment), else this one.
 """
 
@@ -32,7 +32,7 @@ from pathlib import Path
 from speakstream.bench.common import free_port
 
 VOICE = "en_US-joe-medium"
-PEERS_PYTHON_ENV = "SPEAKSTREAM_PEERS_PYTHON"
+PEERS_PYTHON_ENV = "BENCH_PEERS_PYTHON"
 READY_TIMEOUT_S = 60.0
 WARM_UP_TEXT = "Hello there."
 PEER_KINDS = ("wyoming-piper", "piper-http")
