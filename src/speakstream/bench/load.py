@@ -347,14 +347,24 @@ def _plot(results: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
+def _targets(results: dict[str, Any]) -> dict[str, Any]:
+    """The results' targets; a results file from before the peers holds speakstream's only."""
+    if "targets" in results:
+        targets: dict[str, Any] = results["targets"]
+        return targets
+    keys = ("rows", "listeners_served", "fraction_of_engine_limit")
+    return {REFERENCE: {key: results.get(key) for key in keys}}
+
+
 def markdown_table(results: dict[str, Any]) -> str:
-    """The README table: one row per target and N."""
+    """The README tables: one row per target and N, then the listeners each serves."""
+    targets = _targets(results)
     lines = [
         "| target | listeners | first audio p50 / p95 / p99 ms | streams with underruns "
         "| underrun, all streams (ms) | refused | audio s per s | server peak RSS MB |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, target in results["targets"].items():
+    for name, target in targets.items():
         for r in target["rows"]:
             t = r["ttfa_ms"]
             lines.append(
@@ -366,7 +376,7 @@ def markdown_table(results: dict[str, Any]) -> str:
     lines.append("| target | listeners served | of the engine limit | served / speakstream's |")
     lines.append("|---|---|---|---|")
     ratios = results.get("ratios_vs_speakstream", {})
-    for name, target in results["targets"].items():
+    for name, target in targets.items():
         ratio = ratios.get(name, {}).get("listeners_served", "1" if name == REFERENCE else "")
         lines.append(
             f"| {name} | {target['listeners_served']} "
