@@ -136,6 +136,8 @@ async def wyoming(
             await sender
     finally:
         sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await sender  # its error, if any, is the read loop's too
         await client.disconnect()
     return heard
 

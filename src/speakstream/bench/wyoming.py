@@ -53,8 +53,12 @@ async def speakstream_wyoming() -> AsyncIterator[int]:
         deadline_s = time.monotonic() + READY_TIMEOUT_S
         while True:  # the listener starts with the app; it answers a synthesize when ready
             try:
-                await asyncio.wait_for(listeners.wyoming(port, "Hello.", streaming=False), 30)
-                break
+                heard = await asyncio.wait_for(
+                    listeners.wyoming(port, "Hello.", streaming=False), 30
+                )
+                if heard.chunks:
+                    break
+                raise OSError(f"no audio: {heard.errors}")
             except (OSError, TimeoutError):
                 if time.monotonic() > deadline_s:
                     raise RuntimeError("our Wyoming listener did not answer") from None
