@@ -49,3 +49,24 @@ def test_the_load_benchmark_listener_counts_underruns() -> None:
     [gap] = playback_underruns([(0.0, 500.0), (0.8, 500.0), (1.2, 100.0)], 100.0)
     assert gap == pytest.approx(200.0)
     assert playback_underruns([], 100.0) == []
+
+
+async def test_a_benchmark_server_that_exits_at_once_is_reported_as_not_started() -> None:
+    # it used to signal the dead process and raise ProcessLookupError instead
+    from speakstream.bench.common import server_with_pid
+
+    with pytest.raises(RuntimeError, match="did not start"):
+        async with server_with_pid("--port-that-does-not-exist"):
+            pass
+
+
+def test_the_load_benchmark_prints_the_readme_tables_of_the_committed_results() -> None:
+    import json
+    from pathlib import Path
+
+    table = load_table("load")
+    assert table is not None
+    results = json.loads((Path(__file__).parent.parent / "bench/results/load.json").read_text())
+    rows = results["targets"]["speakstream"]["rows"] if "targets" in results else results["rows"]
+    text = table(results)
+    assert text.count("\n| speakstream | ") == len(rows) + 1  # each N, then listeners served

@@ -91,12 +91,13 @@ async def server_with_pid(
                 await asyncio.sleep(0.2)
         yield url, proc.pid
     finally:
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        if proc.returncode is None:  # one that exited already cannot be signalled
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
         if log is not None:
             log.close()
 

@@ -1,0 +1,78 @@
+"""The load benchmark, in its quickest run against real servers, and its verdicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from speakstream.bench import load
+from speakstream.bench.peers import missing
+
+pytestmark = pytest.mark.timeout(400)
+
+
+def _row(listeners: int, p95_ms: float, **counts: int) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "listeners": listeners,
+        "ttfa_ms": {"p50": p95_ms / 2, "p95": p95_ms},
+        "streams_with_underruns": 0,
+        "streams_refused": 0,
+        "streams_without_audio": 0,
+        "audio_s_per_s": 2.0 * listeners,
+    }
+    return row | counts
+
+
+def test_listeners_served_needs_every_stream_heard_in_time() -> None:
+    rows = [_row(1, 100), _row(2, 200), _row(4, 250, streams_refused=1), _row(8, 290)]
+    assert load.listeners_served(rows) == 8
+    rows[-1] = _row(8, 301)
+    assert load.listeners_served(rows) == 2
+    rows[1] = _row(2, 200, streams_without_audio=1)
+    assert load.listeners_served(rows[:3]) == 1
+    rows[0] = _row(1, 100, streams_with_underruns=1)
+    assert load.listeners_served(rows[:3]) == 0
+
+
+def test_ratios_are_each_target_over_speakstream() -> None:
+    targets = {
+        "speakstream": {"rows": [_row(1, 100), _row(2, 200)], "listeners_served": 2},
+        "piper-http": {"rows": [_row(1, 500)], "listeners_served": 0},
+    }
+    ratios = load.ratios_to_reference(targets)
+    assert list(ratios) == ["piper-http"]
+    assert ratios["piper-http"]["listeners_served"] == 0.0
+    [at_one] = ratios["piper-http"]["per_listeners"]
+    assert at_one == {"listeners": 1, "ttfa_p50": 5.0, "ttfa_p95": 5.0, "audio_s_per_s": 1.0}
+
+
+def test_a_quick_run_measures_every_target_and_writes_results_and_plot(tmp_path: Path) -> None:
+    output = tmp_path / "load.json"
+    assert load.run(quick=True, output=output, counts=[1]) == 0
+    results = json.loads(output.read_text())
+    expected = [
+        name
+        for name, target in load.TARGETS.items()
+        if target.server.startswith("speakstream") or missing(target.server) is None
+    ]
+    assert list(results["targets"]) == expected
+    assert results["listeners"] == [1]
+    assert results["engine_limit_audio_s_per_s"] > 0
+    for name, target in results["targets"].items():
+        [row] = target["rows"]
+        assert row["listeners"] == 1
+        assert row["errors"] == [], name
+        assert row["ttfa_ms"]["n"] == 1, name  # the one listener heard audio
+        assert row["audio_s_per_s"] > 0
+        assert target["text_arrives"] == load.TARGETS[name].text_arrives
+        assert target["listeners_served"] in (0, 1)
+    assert set(results["ratios_vs_speakstream"]) == set(expected) - {"speakstream"}
+    assert output.with_suffix(".png").stat().st_size > 0
+    assert (
+        load.markdown_table(results).count("\n| ") == 2 * len(expected) + 1
+    )  # rows, second header
+    if len(expected) < len(load.TARGETS):
+        pytest.skip(f"peers left out: {missing('wyoming-piper') or missing('piper-http')}")
