@@ -124,3 +124,23 @@ def test_the_text_window_is_bounded() -> None:
     answer = timeline.split_at(10_000)
     assert answer["text_offset"] == 5
     assert answer["spoken_text"] == "fghijklmno"
+
+
+def test_neighbours_spoken_as_one_word_split_it_and_later_words_stay_exact() -> None:
+    # espeak says "in the" as one word: three tokens, two spoken words
+    text = "in the sun"
+    spoken = ["inthe", "sun"]
+    starts = [w.start_sample for w in spoken_words(phonemes(*spoken))]
+    ends = [w.end_sample for w in spoken_words(phonemes(*spoken))]
+    merged = WordAligner(
+        text, lambda token: 1, lambda a, b: 0.4 if (a, b) == ("in", "the") else None
+    )
+    words = merged.align(phonemes(*spoken), RATE, last=True)
+    assert [text[w.start_char : w.end_char] for w in words] == ["in", "the", "sun"]
+    joint = ends[0] - starts[0]
+    assert words[0].start_ms == starts[0]
+    assert words[1].start_ms == pytest.approx(starts[0] + 0.4 * joint)
+    assert words[2].start_ms == starts[1] and words[2].end_ms == ends[1]  # exact, no drift
+    # without knowing of the merge, every boundary drifts: "sun" would lose its start
+    naive = WordAligner(text, lambda token: 1).align(phonemes(*spoken), RATE, last=True)
+    assert naive[2].start_ms > starts[1]

@@ -54,13 +54,13 @@ def test_right_context_stops_at_punctuation_and_only_follows_plain_cuts() -> Non
 
 
 def test_a_filler_stands_for_words_not_yet_here_when_more_is_expected() -> None:
-    policy = CarryPolicy(filler="the")
+    policy = CarryPolicy(filler="and")
     # cut for the listener, nothing complete after it yet: its last word is not the end
     assert right_context("Have you ", "", policy, text_complete=False, more_expected=True) == (
-        "the"
+        "and"
     )
     assert right_context("Have you ", "ev", policy, text_complete=False, more_expected=True) == (
-        "the"
+        "and"
     )
     # real words win over the filler
     assert right_context("Have ", "you ev", policy, text_complete=False, more_expected=True) == (

@@ -66,3 +66,14 @@ def test_no_voice_at_all_says_where_to_put_one(monkeypatch: pytest.MonkeyPatch) 
 def test_unknown_engine() -> None:
     with pytest.raises(EngineLoadError, match="unknown engine 'nope'; available: piper, fake"):
         load_engine("nope", EngineSettings())
+
+
+def test_piper_knows_which_neighbours_espeak_says_as_one_word(piper_engine: Engine) -> None:
+    from speakstream.engines.piper import PiperEngine
+
+    assert isinstance(piper_engine, PiperEngine)
+    phonemes = piper_engine._voices[piper_engine.capabilities.default_voice].phonemes
+    share = phonemes.merge("in", "the")  # one spoken word
+    assert share is not None and 0.2 < share < 0.8
+    assert phonemes.merge("blue", "sky") is None
+    assert phonemes.count("$29.95") == 6 and phonemes.count("—") == 0

@@ -4,8 +4,11 @@ Piper reports, per sentence it synthesizes, how many samples each phoneme lasts.
 come grouped in words (separated by a space phoneme), but not one group per word of the
 text: "$29.95" is six spoken words, "a.m." one, "—" none. So each text token is first
 phonemized alone to learn how many spoken words it becomes, and tokens then take that many
-phoneme words in order. Where espeak's context changes the count, the chunk's tokens share
-its words in proportion. Offsets are into the text as given, never a normalized copy.
+phoneme words in order. espeak joins some neighbours into one spoken word ("in the" is
+one word); ``merges(token, next_token)`` says so (with the share of the joint word that
+belongs to the first), and the two tokens split that word instead of every later word
+shifting. Where the count still differs, the chunk's tokens share its words in
+proportion. Offsets are into the text as given, never a normalized copy.
 """
 
 from __future__ import annotations
@@ -51,9 +54,24 @@ def spoken_words(phonemes: Sequence[tuple[str, int]]) -> list[SpokenWord]:
 class WordAligner:
     """Maps a segment's tokens onto the spoken words of its chunks, chunk by chunk."""
 
-    def __init__(self, text: str, count_words: Callable[[str], int]) -> None:
+    def __init__(
+        self,
+        text: str,
+        count_words: Callable[[str], int],
+        merges: Callable[[str, str], float | None] | None = None,
+    ) -> None:
         self.tokens = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
-        self.expected = [count_words(text[s:e]) for s, e in self.tokens]
+        # spoken words per token; fractional where two tokens share one spoken word
+        self.expected: list[float] = [float(count_words(text[s:e])) for s, e in self.tokens]
+        if merges is not None:
+            for i in range(len(self.tokens) - 1):
+                if self.expected[i] < 1 or self.expected[i + 1] < 1:
+                    continue
+                (s1, e1), (s2, e2) = self.tokens[i], self.tokens[i + 1]
+                share = merges(text[s1:e1], text[s2:e2])
+                if share is not None:
+                    self.expected[i] -= 1.0 - share
+                    self.expected[i + 1] -= share
         self._next = 0
 
     def align(
@@ -64,7 +82,7 @@ class WordAligner:
         if last:
             end = len(self.tokens)
         else:
-            end, words = first, 0
+            end, words = first, 0.0
             while end < len(self.tokens) and words < len(spoken):
                 words += self.expected[end]
                 end += 1
@@ -94,11 +112,8 @@ class WordAligner:
             start = at(taken)
             taken += self.expected[i] * scale
             # a whole number of words ends at its last word's end, not the next one's start
-            stop = (
-                spoken[round(taken) - 1].end_sample
-                if taken == round(taken) and taken
-                else at(taken)
-            )
+            whole = abs(taken - round(taken)) < 1e-9
+            stop = spoken[round(taken) - 1].end_sample if whole and taken >= 1 else at(taken)
             stop = max(start, stop)
             s, e = self.tokens[i]
             timings.append(WordTiming(s, e, start * ms_per_sample, (stop - start) * ms_per_sample))

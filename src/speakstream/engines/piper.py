@@ -138,6 +138,7 @@ class _LoadedVoice:
             )
 
         self.latency_voice = PiperVoice(session=session(threads), config=self.config)
+        self.phonemes = _Phonemes(self.latency_voice)
         self.throughput_voice = (
             self.latency_voice
             if threads == 1
@@ -178,13 +179,51 @@ def _pieces(
         yield start, text[start:end], None
 
 
-def _count_spoken_words(voice: Any, token: str) -> int:
-    """How many spoken words espeak makes of one text token ("$29.95": 6, "—": 0)."""
-    count = 0
-    for sentence in voice.phonemize(token):
-        words = "".join(sentence).split(" ")
-        count += sum(1 for word in words if any(ch.isalpha() for ch in word))
-    return count
+def _spoken_words_of(voice: Any, text: str) -> list[str]:
+    """The spoken words (phoneme strings) espeak makes of ``text``."""
+    return [
+        word
+        for sentence in voice.phonemize(text)
+        for word in "".join(sentence).split(" ")
+        if any(ch.isalpha() for ch in word)
+    ]
+
+
+class _Phonemes:
+    """What the word aligner asks of espeak, remembered (bounded): how many spoken words
+    a token makes ("$29.95": 6, "—": 0), and whether two neighbours become one ("in the")."""
+
+    MAX_ENTRIES = 8192
+
+    def __init__(self, voice: Any) -> None:
+        self._voice = voice
+        self._counts: dict[str, int] = {}
+        self._merges: dict[tuple[str, str], float | None] = {}
+
+    def count(self, token: str) -> int:
+        found = self._counts.get(token)
+        if found is None:
+            if len(self._counts) >= self.MAX_ENTRIES:
+                self._counts.clear()
+            found = self._counts[token] = len(_spoken_words_of(self._voice, token))
+        return found
+
+    def merge(self, token: str, next_token: str) -> float | None:
+        """None: two spoken word groups; else the first token's share of the joint word
+        (by phonemes)."""
+        key = (token, next_token)
+        if key in self._merges:
+            return self._merges[key]
+        if len(self._merges) >= self.MAX_ENTRIES:
+            self._merges.clear()
+        share: float | None = None
+        apart = self.count(token) + self.count(next_token)
+        if len(_spoken_words_of(self._voice, f"{token} {next_token}")) < apart:
+            first = _spoken_words_of(self._voice, token)[-1]
+            second = _spoken_words_of(self._voice, next_token)[0]
+            share = len(first) / (len(first) + len(second))
+        self._merges[key] = share
+        return share
 
 
 class PiperEngine:
@@ -275,7 +314,7 @@ class PiperEngine:
             length_scale=loaded.config.length_scale / options.speed,
             normalize_audio=False,  # per-segment normalization would make loudness jump
         )
-        aligner = WordAligner(text, lambda token: _count_spoken_words(piper_voice, token))
+        aligner = WordAligner(text, loaded.phonemes.count, loaded.phonemes.merge)
         if sentence_phonemes is None:
             sentence_phonemes = piper_voice.phonemize(text)
         sentences = sum(1 for sentence in sentence_phonemes if sentence)
