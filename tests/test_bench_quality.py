@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from speakstream.bench.arrival import MODES
 from speakstream.bench.quality import (
+    VARIANTS,
     load_paragraphs,
     main,
     markdown_table,
@@ -45,7 +45,9 @@ def test_a_quick_run_measures_every_mode_against_the_in_process_reference(
     quick_results: dict[str, Any],
 ) -> None:
     results = quick_results
-    names = [m.name for m in MODES]
+    names = [v.name for v in VARIANTS]
+    # the controls: the same arrivals with each segment synthesized alone
+    assert {"llm_150ms_alone", "typist_80ms_alone"} <= set(names)
     assert results["quick"] is True
     assert results["paragraphs"] == 1
     assert len(results["machine"]["loadavg_at_start"]) == 3
@@ -65,6 +67,7 @@ def test_a_quick_run_measures_every_mode_against_the_in_process_reference(
         assert math.isfinite(row["mcd_db"]) and row["mcd_db"] > 0
         assert 0.5 < row["duration_ratio"] < 2.0
         assert 0 <= row["wer"] < 1.0
+        assert row["engine_ms_per_audio_s"] > 0
     whole = results["summary"]["whole"]
     assert whole["wer"] < 0.3
     for row in results["per_paragraph"]:
@@ -79,10 +82,10 @@ def test_results_file_and_table_of_a_quick_run(
     assert json.loads(path.read_text(encoding="utf-8")) == quick_results
     table = markdown_table(quick_results)
     lines = table.splitlines()
-    assert len(lines) == 2 + len(MODES)
-    assert all(line.count("|") == 9 for line in lines)
+    assert len(lines) == 2 + len(VARIANTS)
+    assert all(line.count("|") == 10 for line in lines)
     assert "floor" in lines[0] and "TTFA" in lines[0]
-    assert [line.split("|")[1].strip() for line in lines[2:]] == [m.label for m in MODES]
+    assert [line.split("|")[1].strip() for line in lines[2:]] == [v.label for v in VARIANTS]
     capsys.readouterr()  # what writing the results printed
     assert main(["--table", str(path)]) == 0
     assert capsys.readouterr().out.strip() == table

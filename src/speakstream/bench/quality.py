@@ -48,7 +48,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from speakstream.bench import common
-from speakstream.bench.arrival import MODES, Messages, in_sentence_cuts
+from speakstream.bench.arrival import MODES, ArrivalMode, Messages, in_sentence_cuts
 from speakstream.bench.common import percentiles, server_process
 from speakstream.bench.speech_metrics import compare_speech, normalize_words, word_edits
 from speakstream.client import AudioChunk, Event, connect
@@ -88,6 +88,7 @@ class Streamed:
     segment_ends: list[int]
     segment_texts: list[str]
     ttfa_ms: float
+    synthesis_ms: float  # the engine's time for the context (its ``done`` metrics)
 
 
 async def stream_text(url: str, messages: Messages, sample_rate_hz: int) -> Streamed:
@@ -100,12 +101,15 @@ async def stream_text(url: str, messages: Messages, sample_rate_hz: int) -> Stre
         sender = asyncio.create_task(send_paced(ctx, messages, sent_at))
         chunks: list[AudioChunk] = []
         segments: list[dict[str, Any]] = []
+        synthesis_ms = math.nan
         try:
             async for item in ctx:
                 if isinstance(item, AudioChunk):
                     chunks.append(item)
                 elif isinstance(item, Event) and item.type == "segment":
                     segments.append(item.data)
+                elif isinstance(item, Event) and item.type == "done":
+                    synthesis_ms = float(item.data["metrics"]["synthesis_ms"])
                 elif isinstance(item, Event) and item.type == "error":
                     raise RuntimeError(f"server error during the quality benchmark: {item.data}")
         finally:
@@ -120,6 +124,7 @@ async def stream_text(url: str, messages: Messages, sample_rate_hz: int) -> Stre
         segment_ends=[int(s["end"]) for s in segments],
         segment_texts=[str(s["text"]) for s in segments],
         ttfa_ms=(chunks[0].received_s - sent_at[0][1]) * 1000.0,
+        synthesis_ms=synthesis_ms,
     )
 
 
@@ -201,6 +206,7 @@ class ParagraphResult:
     segments: int | None
     in_sentence_cuts: int | None
     ttfa_ms: float | None
+    synthesis_ms: float | None  # engine time for the whole paragraph (context words too)
     audio_s: float
     mcd_db: float | None
     f0_rmse_semitones: float | None
@@ -237,6 +243,10 @@ def aggregate(rows: list[ParagraphResult]) -> dict[str, Any]:
     if segments:
         out["segments_per_paragraph"] = round(statistics.fmean(segments), 2)
         out["in_sentence_cuts_per_100_words"] = round(100.0 * sum(cuts) / words, 2)
+    engine_ms = [r.synthesis_ms for r in rows if r.synthesis_ms is not None]
+    if engine_ms and all(math.isfinite(ms) for ms in engine_ms):
+        # engine time per second of audio sent: what the context words cost
+        out["engine_ms_per_audio_s"] = round(sum(engine_ms) / sum(r.audio_s for r in rows), 1)
     ttfa = [r.ttfa_ms for r in rows if r.ttfa_ms is not None]
     if ttfa:
         out["ttfa_ms"] = {
@@ -246,17 +256,44 @@ def aggregate(rows: list[ParagraphResult]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """An arrival mode against a server started with ``flags``."""
+
+    name: str
+    label: str
+    mode: ArrivalMode
+    flags: tuple[str, ...] = ()
+
+
+# The control: the same arrivals without context-carrying synthesis (each segment alone),
+# in the same run, so what carrying gains and what engine time it costs is measured.
+_NO_CONTEXT = ("--carry-left-words", "0", "--carry-right-words", "0")
+VARIANTS: tuple[Variant, ...] = (
+    *(Variant(m.name, m.label, m) for m in MODES),
+    *(
+        Variant(f"{m.name}_alone", f"{m.label}, segments alone (control)", m, _NO_CONTEXT)
+        for m in MODES
+        if m.name in ("llm_150ms", "typist_80ms")
+    ),
+)
+
+
 async def _stream_all(
     paragraphs: list[str], sample_rate_hz: int
 ) -> dict[tuple[int, str], Streamed]:
     streamed: dict[tuple[int, str], Streamed] = {}
-    async with server_process() as url:
-        for index, text in enumerate(paragraphs):
-            for mode in MODES:
-                print(f"  paragraph {index + 1}/{len(paragraphs)}: {mode.name}", file=sys.stderr)
-                streamed[index, mode.name] = await stream_text(
-                    url, mode.messages(text), sample_rate_hz
-                )
+    for flags in dict.fromkeys(v.flags for v in VARIANTS):
+        async with server_process(*flags) as url:
+            for index, text in enumerate(paragraphs):
+                for variant in (v for v in VARIANTS if v.flags == flags):
+                    print(
+                        f"  paragraph {index + 1}/{len(paragraphs)}: {variant.name}",
+                        file=sys.stderr,
+                    )
+                    streamed[index, variant.name] = await stream_text(
+                        url, variant.mode.messages(text), sample_rate_hz
+                    )
     return streamed
 
 
@@ -269,7 +306,7 @@ def run_quality(quick: bool = False, paragraphs: list[str] | None = None) -> dic
         texts = texts[:1]
     transcriber = Transcriber()  # fail early, before minutes of streaming, if it is missing
     sample_rate_hz = voice_sample_rate_hz()
-    print(f"streaming {len(texts)} paragraph(s) in {len(MODES)} modes", file=sys.stderr)
+    print(f"streaming {len(texts)} paragraph(s) in {len(VARIANTS)} ways", file=sys.stderr)
     streamed = asyncio.run(_stream_all(texts, sample_rate_hz))
 
     print("reference synthesis, recognition and distances", file=sys.stderr)
@@ -288,8 +325,8 @@ def run_quality(quick: bool = False, paragraphs: list[str] | None = None) -> dic
             ("floor", floor, None),
         ]
         renditions += [
-            (m.name, _pcm_to_samples(streamed[index, m.name].pcm), streamed[index, m.name])
-            for m in MODES
+            (v.name, _pcm_to_samples(streamed[index, v.name].pcm), streamed[index, v.name])
+            for v in VARIANTS
         ]
         for name, samples, stream in renditions:
             transcript = transcriber.transcribe(samples, sample_rate_hz)
@@ -306,6 +343,7 @@ def run_quality(quick: bool = False, paragraphs: list[str] | None = None) -> dic
                     if stream
                     else None,
                     ttfa_ms=round(stream.ttfa_ms, 1) if stream else None,
+                    synthesis_ms=round(stream.synthesis_ms, 1) if stream else None,
                     audio_s=round(samples.size / sample_rate_hz, 3),
                     mcd_db=round(comparison.mcd_db, 3) if comparison else None,
                     f0_rmse_semitones=(
@@ -318,7 +356,7 @@ def run_quality(quick: bool = False, paragraphs: list[str] | None = None) -> dic
                 )
             )
 
-    names = ["reference", "floor", *(m.name for m in MODES)]
+    names = ["reference", "floor", *(v.name for v in VARIANTS)]
     return {
         "benchmark": "quality",
         "version": __version__,
@@ -334,7 +372,7 @@ def run_quality(quick: bool = False, paragraphs: list[str] | None = None) -> dic
         "paragraphs": len(texts),
         "words": sum(len(t.split()) for t in texts),
         "duration_s": round(time.perf_counter() - started_s, 1),
-        "modes": {m.name: m.label for m in MODES},
+        "modes": {v.name: v.label for v in VARIANTS},
         "summary": {name: aggregate([r for r in rows if r.mode == name]) for name in names},
         "per_paragraph": [asdict(r) for r in rows],
     }
@@ -353,8 +391,8 @@ def markdown_table(results: dict[str, Any]) -> str:
         f"| MCD dB (floor {_fmt(floor['mcd_db'], 1)}) "
         f"| F0 RMSE st (floor {_fmt(floor['f0_rmse_semitones'], 2)}) "
         f"| duration vs whole (floor {_fmt(floor['duration_ratio'], 2)}) "
-        f"| WER (whole {_fmt(reference['wer'], 3)}) | TTFA p50 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| WER (whole {_fmt(reference['wer'], 3)}) | TTFA p50 ms | engine ms per audio s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, label in results["modes"].items():
         row = summary[name]
@@ -363,7 +401,8 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"| {_fmt(row.get('in_sentence_cuts_per_100_words'), 1)} "
             f"| {_fmt(row['mcd_db'], 1)} | {_fmt(row['f0_rmse_semitones'], 2)} "
             f"| {_fmt(row['duration_ratio'], 2)} | {_fmt(row['wer'], 3)} "
-            f"| {_fmt(row.get('ttfa_ms', {}).get('p50'), 0)} |"
+            f"| {_fmt(row.get('ttfa_ms', {}).get('p50'), 0)} "
+            f"| {_fmt(row.get('engine_ms_per_audio_s'), 0)} |"
         )
     return "\n".join(lines)
 
