@@ -5,6 +5,10 @@ Each encoder is fed PCM in order and returns what it has produced so far: whole 
 length is left unknown), or one Opus packet per payload (raw packets, for WebRTC and
 telephony pipelines). Each stream starts with what a decoder needs (Ogg headers), so it is
 decodable from its first byte.
+
+A codec with a bit rate (Opus, MP3, AAC) is made at the ``bit_rate_bps`` it is created
+with, or at its class's ``default_bit_rate_bps`` (``audio/bit_rates.py`` says which bit
+rates each can make; ``create_encoder`` checks them before they get here).
 """
 
 from __future__ import annotations
@@ -51,10 +55,11 @@ class _ContainerEncoder:
     codec: ClassVar[str]
     container_options: ClassVar[Mapping[str, str]] = {}
     codec_options: ClassVar[Mapping[str, str]] = {}
-    bit_rate: ClassVar[int | None] = None
+    default_bit_rate_bps: ClassVar[int | None] = None
 
-    def __init__(self, sample_rate_hz: int) -> None:
+    def __init__(self, sample_rate_hz: int, bit_rate_bps: int | None = None) -> None:
         self.sample_rate_hz = sample_rate_hz
+        self.bit_rate_bps = bit_rate_bps or self.default_bit_rate_bps
         self._sink = _Sink()
         self._container: Any = av.open(
             self._sink, mode="w", format=self.container_format, options=dict(self.container_options)
@@ -62,8 +67,8 @@ class _ContainerEncoder:
         stream: Any = self._container.add_stream(
             self.codec, rate=sample_rate_hz, layout="mono", options=dict(self.codec_options)
         )
-        if self.bit_rate:
-            stream.bit_rate = self.bit_rate
+        if self.bit_rate_bps:
+            stream.bit_rate = self.bit_rate_bps
         self._stream = stream
         self._pts = 0
 
@@ -90,7 +95,7 @@ class OggOpusEncoder(_ContainerEncoder):
     codec = "libopus"
     container_options: ClassVar[Mapping[str, str]] = {"page_duration": "20000"}  # 20 ms pages
     codec_options: ClassVar[Mapping[str, str]] = {"application": "voip", "frame_duration": "20"}
-    bit_rate = 32000
+    default_bit_rate_bps = 32000
 
 
 class Mp3Encoder(_ContainerEncoder):
@@ -98,7 +103,7 @@ class Mp3Encoder(_ContainerEncoder):
     container_format = "mp3"
     codec = "libmp3lame"
     container_options: ClassVar[Mapping[str, str]] = {"id3v2_version": "0"}
-    bit_rate = 64000
+    default_bit_rate_bps = 64000
 
 
 class AdtsAacEncoder(_ContainerEncoder):
@@ -107,7 +112,7 @@ class AdtsAacEncoder(_ContainerEncoder):
     encoding = "aac"
     container_format = "adts"
     codec = "aac"
-    bit_rate = 64000
+    default_bit_rate_bps = 64000
 
 
 class FlacEncoder(_ContainerEncoder):
@@ -122,14 +127,16 @@ class OpusPacketEncoder:
     """Raw Opus packets of 20 ms, one per payload (no container)."""
 
     encoding = "opus_packets"
+    default_bit_rate_bps = 32000
 
-    def __init__(self, sample_rate_hz: int) -> None:
+    def __init__(self, sample_rate_hz: int, bit_rate_bps: int | None = None) -> None:
         self.sample_rate_hz = sample_rate_hz
+        self.bit_rate_bps = bit_rate_bps or self.default_bit_rate_bps
         context: Any = av.CodecContext.create("libopus", "w")
         context.sample_rate = sample_rate_hz
         context.layout = "mono"
         context.format = "s16"
-        context.bit_rate = 32000
+        context.bit_rate = self.bit_rate_bps
         context.options = {"application": "voip", "frame_duration": "20"}
         context.open()
         self._context = context

@@ -3,6 +3,8 @@
 An encoder is fed ``PcmChunk``s of one context stream in order and returns the payloads
 to send (each becomes one binary frame): PCM never splits a sample, compressed payloads
 are whole pages/frames/packets, and every stream is decodable from its first payload.
+``create_encoder`` makes a codec at the bit rate asked (``audio/bit_rates.py`` says which
+it can make; anything else raises ``UnsupportedBitRateError``), or at its default.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from speakstream.audio import g711
+from speakstream.audio.bit_rates import UnsupportedBitRateError, check_bit_rate_kbps
 from speakstream.audio.pcm import PcmChunk, float_to_int16
 from speakstream.protocol.errors import SpeakstreamError
 
@@ -122,7 +125,8 @@ class WavEncoder:
 @dataclass(frozen=True, slots=True)
 class FormatSpec:
     encoding: str
-    factory: Callable[[int], Encoder]
+    # (sample rate in Hz[, bit rate in b/s]): only codecs with a bit rate take the second
+    factory: Callable[..., Encoder]
     rates_hz: frozenset[int] | None  # None: SAMPLE_RATES_HZ and the voice's own rate
     default_rate_hz: int | None  # None: the voice's own rate
     content_type: str
@@ -131,11 +135,12 @@ class FormatSpec:
     suffixes: tuple[str, ...] = ()  # file names that hold this format (".wav"), lower case
 
 
-def _lazy(module: str, name: str) -> Callable[[int], Encoder]:
-    def make(sample_rate_hz: int) -> Encoder:
+def _lazy(module: str, name: str) -> Callable[..., Encoder]:
+    def make(sample_rate_hz: int, bit_rate_bps: int | None = None) -> Encoder:
         import importlib
 
-        encoder: Encoder = getattr(importlib.import_module(module), name)(sample_rate_hz)
+        codec = getattr(importlib.import_module(module), name)
+        encoder: Encoder = codec(sample_rate_hz, bit_rate_bps)
         return encoder
 
     return make
@@ -250,5 +255,15 @@ def resolve_rate_hz(encoding: str, requested_hz: int | None, voice_rate_hz: int)
     return requested_hz
 
 
-def create_encoder(encoding: str, sample_rate_hz: int) -> Encoder:
-    return _spec(encoding).factory(sample_rate_hz)
+def create_encoder(encoding: str, sample_rate_hz: int, bit_rate_bps: int | None = None) -> Encoder:
+    """An encoder of ``encoding`` at ``sample_rate_hz``, made at ``bit_rate_bps`` (a whole
+    number of kb/s the codec can make at that rate) or, None, at the codec's default.
+    Raises ``UnsupportedFormatError`` / ``UnsupportedBitRateError``."""
+    spec = _spec(encoding)
+    if bit_rate_bps is None:
+        return spec.factory(sample_rate_hz)
+    kbps, rest = divmod(bit_rate_bps, 1000)
+    if rest:
+        raise UnsupportedBitRateError(f"{bit_rate_bps} b/s is not a whole number of kb/s")
+    check_bit_rate_kbps(encoding, sample_rate_hz, kbps)
+    return spec.factory(sample_rate_hz, bit_rate_bps)

@@ -3,6 +3,7 @@
 ``flush()`` hands out what the resampler still holds (its filter delay), so that the
 audio of text flushed so far is all sent before the ``flushed`` event; the resampler
 then starts afresh (the seam falls where the engine's audio had faded out anyway).
+A compressed encoding is made at ``bit_rate_bps`` (None: the codec's default).
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ from speakstream.audio.resample import StreamResampler
 
 
 class StreamPipeline:
-    def __init__(self, encoding: str, sample_rate_hz: int, engine_rate_hz: int) -> None:
+    def __init__(
+        self,
+        encoding: str,
+        sample_rate_hz: int,
+        engine_rate_hz: int,
+        bit_rate_bps: int | None = None,
+    ) -> None:
         self.encoding = encoding
         self.sample_rate_hz = sample_rate_hz
         self.engine_rate_hz = engine_rate_hz
         self.resampler = StreamResampler(engine_rate_hz, sample_rate_hz)
-        self.encoder: Encoder = create_encoder(encoding, sample_rate_hz)
+        self.encoder: Encoder = create_encoder(encoding, sample_rate_hz, bit_rate_bps)
         # Work worth moving off the event loop: a codec, or a resampler on long chunks.
         self.heavy = FORMATS[encoding].heavy or self.resampler.active
 

@@ -44,6 +44,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN_ORIGIN = "forbidden_origin"
+    UNSUPPORTED_BIT_RATE = "unsupported_bit_rate"
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,14 @@ STREAM_OPTIONS: tuple[Option, ...] = (
     Option("voice", str, help="a voice listed in ready.capabilities.voices"),
     Option("encoding", str, help="an encoding listed in ready.capabilities.encodings"),
     Option("sample_rate_hz", int, 1, 384_000, "output rate; one the encoding lists"),
+    Option(
+        "bit_rate_kbps",
+        int,
+        6,
+        320,
+        "compressed encodings (mp3, opus, opus_packets, aac): kb/s, one the codec makes at "
+        "the output rate",
+    ),
     Option("speed", float, 0.25, 4.0, "speaking rate, 1.0 normal"),
     Option("volume", float, 0.0, 4.0, "gain, 1.0 unchanged"),
     Option("alignment", bool, help="send word and character timings"),

@@ -22,6 +22,13 @@ from speakstream.protocol.server_messages import ServerMessage
 from speakstream.segmenter import Boundary, Segment, SegmenterPolicy
 
 
+def no_bit_rate(encoding: str, sample_rate_hz: int, bit_rate_kbps: int) -> None:
+    """The simplest bit-rate rule: no encoding may be asked for a bit rate."""
+    raise ProtocolError(
+        ErrorCode.UNSUPPORTED_BIT_RATE, f"{encoding} cannot be asked for a bit rate here"
+    )
+
+
 def native_rate_only(encoding: str, requested_hz: int | None, voice_rate_hz: int) -> int:
     """The simplest format rule: any known encoding, at the voice's own rate only."""
     if requested_hz not in (None, voice_rate_hz):
@@ -41,6 +48,9 @@ class SessionConfig:
     # (encoding, requested rate or None, voice rate) -> output rate; raises ProtocolError
     # (unsupported_sample_rate) for a rate the encoding cannot take.
     resolve_rate_hz: Callable[[str, int | None, int], int] = native_rate_only
+    # (encoding, output rate, bit rate in kb/s) -> None; raises ProtocolError
+    # (unsupported_bit_rate) for a bit rate the encoding cannot be made at, at that rate.
+    check_bit_rate: Callable[[str, int, int], None] = no_bit_rate
     word_timings: bool = False  # the engine reports word timings: `alignment` may be asked
     # natural cuts: the margin kept between a segment's forecast arrival and the moment
     # its listener would run dry; eager cuts: cut whole words when the audio released has
@@ -104,6 +114,7 @@ class OpenStream:
     encoding: str
     sample_rate_hz: int  # what the client gets
     voice_rate_hz: int  # what the engine makes
+    bit_rate_kbps: int | None = None  # a compressed encoding's; None: the codec's default
 
 
 @dataclass(frozen=True, slots=True)

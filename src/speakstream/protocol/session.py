@@ -268,7 +268,11 @@ class Session:
         if capacity is not None:
             capacity.active += 1
         self._finished.forget(cid)
-        out.append(OpenStream(ctx.stream, cid, fmt.encoding, fmt.sample_rate_hz, native_hz))
+        out.append(
+            OpenStream(
+                ctx.stream, cid, fmt.encoding, fmt.sample_rate_hz, native_hz, fmt.bit_rate_kbps
+            )
+        )
         return ctx
 
     def _on_start(self, message: StartMessage, now_s: float, out: list[Output]) -> None:

@@ -106,6 +106,7 @@ class StreamFormat:
     speed: float = 1.0
     volume: float = 1.0
     alignment: bool = False
+    bit_rate_kbps: int | None = None  # a compressed encoding's; None: the codec's default
 
 
 def stream_format(message: StartMessage, cfg: SessionConfig) -> tuple[StreamFormat, int]:
@@ -141,6 +142,13 @@ def stream_format(message: StartMessage, cfg: SessionConfig) -> tuple[StreamForm
         )
     except ClientVisibleError as error:
         raise ProtocolError(error.code, error.message, cid) from None
+    bit_rate = message.number_option("bit_rate_kbps")
+    bit_rate_kbps = None if bit_rate is None else int(bit_rate)
+    if bit_rate_kbps is not None:
+        try:
+            cfg.check_bit_rate(encoding, rate_hz, bit_rate_kbps)
+        except ClientVisibleError as error:
+            raise ProtocolError(error.code, error.message, cid) from None
     speed = message.number_option("speed")
     volume = message.number_option("volume")
     fmt = StreamFormat(
@@ -150,6 +158,7 @@ def stream_format(message: StartMessage, cfg: SessionConfig) -> tuple[StreamForm
         speed=1.0 if speed is None else speed,
         volume=1.0 if volume is None else volume,
         alignment=alignment,
+        bit_rate_kbps=bit_rate_kbps,
     )
     return fmt, native_hz
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from speakstream.audio.bit_rates import session_check_bit_rate
 from speakstream.audio.encoders import (
     ENCODINGS,
     FORMATS,
@@ -119,6 +120,7 @@ class Runtime:
             encodings=frozenset(ENCODINGS),
             default_encoding=encoding,
             resolve_rate_hz=session_rate_hz,
+            check_bit_rate=session_check_bit_rate,
             word_timings=caps.word_timings,
             playback_low_water_ms=settings.playback_low_water_ms,
             first_segment_budget_ms=settings.first_segment_budget_ms,

@@ -53,7 +53,13 @@ class AudioStreams:
         return len(self._streams)
 
     def open(self, output: OpenStream) -> None:
-        pipeline = StreamPipeline(output.encoding, output.sample_rate_hz, output.voice_rate_hz)
+        kbps = output.bit_rate_kbps
+        pipeline = StreamPipeline(
+            output.encoding,
+            output.sample_rate_hz,
+            output.voice_rate_hz,
+            None if kbps is None else kbps * 1000,
+        )
         self._streams[output.stream] = _Stream(output.context, pipeline)
 
     def forget(self, stream_id: int) -> bool:

@@ -3,7 +3,8 @@
 The JSON body (``model_id``, ``transcript``, ``voice`` as ``{"mode": "id", "id": ...}`` or
 an id, ``output_format``) is one native context. ``output_format.container`` ``raw`` or
 ``wav`` with ``encoding`` ``pcm_s16le`` / ``pcm_f32le`` / ``pcm_mulaw`` / ``pcm_alaw`` at
-``sample_rate``, or ``mp3`` at ``sample_rate`` (``bit_rate`` is the server's own).
+``sample_rate``, or ``mp3`` at ``sample_rate`` and ``bit_rate`` (b/s, one LAME makes at
+that rate: 32000 to 320000 at 44100 Hz; without it, the server's default).
 ``speed`` (``slowest`` ... ``fastest``, or -1..1) and ``generation_config`` (``speed``,
 ``volume``) set the rate and gain; ``language``, ``locale``, ``normalization`` and
 Cartesia's other fields are accepted and ignored. The voice id goes through
@@ -126,8 +127,16 @@ def _parse(body: Any, runtime: Runtime) -> tuple[SpeechRequest, str, str | None]
     if isinstance(rate, bool) or not isinstance(rate, int):
         raise error(400, "invalid_request", "'output_format.sample_rate' must be an integer")
     wrap: str | None = None
+    options: dict[str, Any] = {"voice": voice, "sample_rate_hz": rate}
     if container == "mp3":
         encoding, content_type = "mp3", "audio/mpeg"
+        bit_rate = fmt.get("bit_rate")
+        if bit_rate is not None:
+            if isinstance(bit_rate, bool) or not isinstance(bit_rate, int) or bit_rate % 1000:
+                raise error(
+                    400, "invalid_request", "'output_format.bit_rate' must be a whole kb/s in b/s"
+                )
+            options["bit_rate_kbps"] = bit_rate // 1000
     elif container in ("raw", "wav"):
         name = fmt.get("encoding")
         if name not in RAW_ENCODINGS:
@@ -143,7 +152,7 @@ def _parse(body: Any, runtime: Runtime) -> tuple[SpeechRequest, str, str | None]
             content_type = "application/octet-stream"
     else:
         raise error(400, "invalid_request", "'output_format.container' must be raw, wav or mp3")
-    options: dict[str, Any] = {"voice": voice, "encoding": encoding, "sample_rate_hz": rate}
+    options["encoding"] = encoding
     speed = _speed(body)
     if speed is not None:
         options["speed"] = speed

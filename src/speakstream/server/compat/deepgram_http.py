@@ -6,7 +6,11 @@ default ``aura-asteria-en``) and the audio as Deepgram defines it: ``encoding``
 ``linear16`` / ``mulaw`` / ``alaw`` (``container`` ``wav``, the default, or ``none``),
 ``mp3`` (the default), ``opus`` (Ogg), ``flac``, ``aac``; ``sample_rate`` (defaults:
 24000 for linear16, 8000 for G.711, 22050 for mp3 and aac, 48000 for opus and flac);
-``bit_rate``, ``tag``, ``mip_opt_out`` are accepted and ignored, ``callback`` is refused
+``bit_rate`` (b/s, a whole number of kb/s) for ``mp3``, ``opus`` and ``aac`` (Deepgram's
+own defaults are not copied: without it each codec makes the server's default; a bit
+rate the codec cannot make at that rate is Deepgram's ``INVALID_QUERY_PARAMETER``; for
+the other encodings it is ignored, as Deepgram does); ``tag``, ``mip_opt_out`` are
+accepted and ignored, ``callback`` is refused
 (this server does not call out). Responses carry ``dg-model-name``, ``dg-char-count`` and
 ``dg-request-id``; errors are Deepgram's ``{"err_code", "err_msg", "request_id"}``.
 """
@@ -43,6 +47,7 @@ ENCODINGS: dict[str, tuple[str, int, tuple[str, ...]]] = {
     "flac": ("flac", 48000, ("none",)),
     "aac": ("aac", 22050, ("none",)),
 }
+_BIT_RATE_ENCODINGS = frozenset({"mp3", "opus", "aac"})
 _CONTENT_TYPES = {
     "pcm_s16le": "audio/l16",
     "mulaw": "audio/basic",
@@ -78,6 +83,20 @@ def _sample_rate(value: str | None, default_hz: int) -> int:
     if not rate.is_integer() or rate <= 0:
         raise error(400, "INVALID_QUERY_PARAMETER", f"sample_rate {value!r} is not a rate in Hz")
     return int(rate)
+
+
+def _bit_rate_kbps(value: str | None, encoding: str) -> int | None:
+    if value is None or encoding not in _BIT_RATE_ENCODINGS:
+        return None
+    try:
+        bps = float(value)
+    except ValueError:
+        bps = -1.0
+    if not bps.is_integer() or bps <= 0 or bps % 1000:
+        raise error(
+            400, "INVALID_QUERY_PARAMETER", f"bit_rate {value!r} is not a whole number of kb/s"
+        )
+    return int(bps) // 1000
 
 
 def _parse(
@@ -120,6 +139,9 @@ def _parse(
         )
     rate_hz = _sample_rate(query.get("sample_rate"), default_hz)
     options: dict[str, Value] = {"voice": voice, "encoding": encoding, "sample_rate_hz": rate_hz}
+    bit_rate_kbps = _bit_rate_kbps(query.get("bit_rate"), encoding)
+    if bit_rate_kbps is not None:
+        options["bit_rate_kbps"] = bit_rate_kbps
     wrap = encoding if container == "wav" and encoding in WAV_FORMATS else None
     content_type = "audio/wav" if wrap else _CONTENT_TYPES[encoding]
     return SpeechRequest(text, options), content_type, wrap

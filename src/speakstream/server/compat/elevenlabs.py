@@ -14,9 +14,8 @@ finishes, then the socket closes), and ``{"text": ""}`` is a keep-alive that end
 nothing. Replies carry ``contextId``; each context ends with ``isFinal``.
 
 Query: ``output_format`` (``pcm_<rate>``, ``ulaw_8000``, ``alaw_8000``, and the MP3
-formats ElevenLabs lists, ``mp3_<rate>_<kbps>``, whose bit rate is the server's own MP3
-encoder's, 64 kb/s, until the native core can be asked for another; any other format is
-refused with ElevenLabs' error, never sent as other bytes), ``model_id``,
+formats ElevenLabs lists, ``mp3_<rate>_<kbps>``, made at that bit rate; any other format
+is refused with ElevenLabs' error, never sent as other bytes), ``model_id``,
 ``sync_alignment``, and:
 
 * ``auto_mode=true``: no buffering: every text message is synthesized as it comes (a
@@ -89,8 +88,9 @@ def inactivity_reason(timeout_s: float) -> str:
     return reason.encode()[:123].decode(errors="ignore")
 
 
-def parse_output_format(name: str, voice_rate_hz: int) -> tuple[str, int] | None:
-    """Our (encoding, rate) for an ElevenLabs ``output_format``; None if we cannot make it."""
+def parse_output_format(name: str, voice_rate_hz: int) -> tuple[str, int, int | None] | None:
+    """Our (encoding, rate, bit rate in kb/s or None) for an ElevenLabs ``output_format``;
+    None if we cannot make it."""
     parts = name.split("_")
     kinds = {"pcm": ("pcm_s16le", 2), "ulaw": ("mulaw", 2), "alaw": ("alaw", 2), "mp3": ("mp3", 3)}
     if parts[0] not in kinds or len(parts) != kinds[parts[0]][1]:
@@ -100,8 +100,9 @@ def parse_output_format(name: str, voice_rate_hz: int) -> tuple[str, int] | None
     encoding, rate_hz = kinds[parts[0]][0], int(parts[1])
     if encoding == "mp3" and (rate_hz, int(parts[2])) not in MP3_FORMATS:
         return None
+    bit_rate_kbps = int(parts[2]) if encoding == "mp3" else None
     try:
-        return encoding, resolve_rate_hz(encoding, rate_hz, voice_rate_hz)
+        return encoding, resolve_rate_hz(encoding, rate_hz, voice_rate_hz), bit_rate_kbps
     except UnsupportedFormatError:
         return None
 
@@ -116,6 +117,7 @@ class StreamSettings:
     alignment: bool  # the engine has word timings
     auto_mode: bool = False  # every text message is synthesized at once
     inactivity_timeout_s: float = DEFAULT_INACTIVITY_TIMEOUT_S
+    bit_rate_kbps: int | None = None  # mp3's, from the format name
 
 
 @dataclass(slots=True)
@@ -191,6 +193,8 @@ class ElevenLabsDialect:
             "encoding": s.encoding,
             "sample_rate_hz": s.sample_rate_hz,
         }
+        if s.bit_rate_kbps is not None:
+            options["bit_rate_kbps"] = s.bit_rate_kbps
         if s.alignment:
             options["alignment"] = True
         voice_settings = obj.get("voice_settings")
@@ -362,7 +366,10 @@ def _settings(websocket: WebSocket, runtime: Runtime) -> StreamSettings | Protoc
     if isinstance(timeout_s, ProtocolError):
         return timeout_s
     word_timings = runtime.engine.capabilities.word_timings
-    return StreamSettings(voice, fmt[0], fmt[1], word_timings, auto_mode, timeout_s)
+    encoding, rate_hz, bit_rate_kbps = fmt
+    return StreamSettings(
+        voice, encoding, rate_hz, word_timings, auto_mode, timeout_s, bit_rate_kbps
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,8 @@ The JSON body (``text``, ``model_id``, ``voice_settings``, and ElevenLabs' other
 accepted and ignored; ``voice_settings.speed`` sets the speaking rate) is one native
 context; ``output_format`` in the query picks the audio: ``pcm_{rate}`` (16-bit
 little-endian), ``ulaw_8000``, ``alaw_8000``, ``wav_{rate}``, the ``mp3_{rate}_{kbps}``
-ElevenLabs lists (``elevenlabs.MP3_FORMATS``; the bit rate is the server's own, 64 kb/s),
-default ``mp3_44100_128``; others (``opus_...``, ``mp3_16000_64``) are refused.
+ElevenLabs lists (``elevenlabs.MP3_FORMATS``, each made at its bit rate), default
+``mp3_44100_128``; others (``opus_...``, ``mp3_16000_64``) are refused.
 ``stream`` sends the audio as it is synthesized; ``stream/with-timestamps`` sends
 newline-delimited JSON chunks ``{"audio_base64", "alignment",
 "normalized_alignment"}`` whose character timings (seconds from the start of the audio)
@@ -67,6 +67,7 @@ _STATUS = {
     ErrorCode.TEXT_TOO_LONG: "max_character_limit_exceeded",
     ErrorCode.UNSUPPORTED_SAMPLE_RATE: "invalid_output_format",
     ErrorCode.UNSUPPORTED_ENCODING: "invalid_output_format",
+    ErrorCode.UNSUPPORTED_BIT_RATE: "invalid_output_format",
     ErrorCode.TOO_MANY_CONNECTIONS: "too_many_concurrent_requests",
     ErrorCode.SERVER_SHUTTING_DOWN: "system_busy",
 }
@@ -84,8 +85,9 @@ def refuse(err: ProtocolError) -> VendorError:
     return error(http_status(err.code), _STATUS.get(err.code, str(err.code)), err.message)
 
 
-def output_format(name: str) -> tuple[str, int]:
-    """The native encoding and rate for an ElevenLabs ``output_format``."""
+def output_format(name: str) -> tuple[str, int, int | None]:
+    """The native encoding, rate and bit rate (kb/s; None: not mp3) for an ElevenLabs
+    ``output_format``."""
     match = _FORMAT.fullmatch(name)
     if (
         match is None
@@ -98,7 +100,7 @@ def output_format(name: str) -> tuple[str, int]:
             f"output_format {name!r} is not offered here; use pcm_{{rate}}, ulaw_8000, "
             "alaw_8000, wav_{rate} or ElevenLabs' mp3_{rate}_{kbps}",
         )
-    return _ENCODINGS[match[1]], int(match[2])
+    return _ENCODINGS[match[1]], int(match[2]), None if match[3] is None else int(match[3])
 
 
 class TimestampsDialect(HttpDialect):
@@ -171,8 +173,10 @@ def _parse(
     voice = runtime.voice_map.resolve(voice_id)
     if voice is None:
         raise error(404, "voice_not_found", f"A voice with voice_id {voice_id!r} was not found.")
-    encoding, rate_hz = output_format(fmt)
+    encoding, rate_hz, bit_rate_kbps = output_format(fmt)
     options: dict[str, Any] = {"voice": voice, "encoding": encoding, "sample_rate_hz": rate_hz}
+    if bit_rate_kbps is not None:
+        options["bit_rate_kbps"] = bit_rate_kbps
     if timestamps:
         options["alignment"] = True
     settings = body.get("voice_settings") or {}
