@@ -117,6 +117,30 @@ def test_strict_fields(raw: str) -> None:
     assert info.value.code is ErrorCode.INVALID_MESSAGE
 
 
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ('{"type":"start","bit_rate_kbps":5}', "between 6 and 320"),
+        ('{"type":"start","bit_rate_kbps":321}', "between 6 and 320"),
+        ('{"type":"start","bit_rate_kbps":64.5}', "must be an integer"),
+        ('{"type":"start","bit_rate_kbps":"64"}', "must be an integer"),
+        ('{"type":"start","bit_rate_kbps":true}', "must be an integer"),
+    ],
+)
+def test_bit_rate_is_an_integer_within_what_any_codec_takes(raw: str, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message) as info:
+        parse_client_message(raw)
+    assert info.value.code is ErrorCode.INVALID_MESSAGE
+
+
+def test_bit_rate_is_a_start_option() -> None:
+    for kbps in (6, 128, 320):
+        raw = f'{{"type":"start","encoding":"mp3","bit_rate_kbps":{kbps}}}'
+        assert parse_client_message(raw) == StartMessage(
+            "default", {"encoding": "mp3", "bit_rate_kbps": kbps}
+        )
+
+
 def test_one_encoder_survives_a_lone_surrogate() -> None:
     # whatever a string holds, the encoder gives valid UTF-8 JSON (escaped if need be)
     text = encode_json(Pong("a\ud800").to_dict())

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from speakstream.audio.bit_rates import session_check_bit_rate
 from speakstream.protocol.errors import CloseCode, ErrorCode, ProtocolError
 from speakstream.protocol.outputs import (
     Audio,
@@ -28,8 +29,7 @@ def make_session(**changes: Any) -> Session:
     config = SessionConfig(
         voices={"v1": 22050, "v2": 16000},
         default_voice="v1",
-        encodings=frozenset({"pcm_s16le", "pcm_f32le"}),
-        **changes,
+        **({"encodings": frozenset({"pcm_s16le", "pcm_f32le"})} | changes),
     )
     return Session(config)
 
@@ -239,6 +239,8 @@ BAD_INPUTS: list[tuple[str, str]] = [
     ('{"type": "start", "sample_rate_hz": 44100}', "unsupported_sample_rate"),
     ('{"type": "start", "sample_rate_hz": "fast"}', "invalid_message"),
     ('{"type": "start", "speed": 100}', "invalid_message"),
+    ('{"type": "start", "bit_rate_kbps": 64}', "unsupported_bit_rate"),
+    ('{"type": "start", "bit_rate_kbps": 1000}', "invalid_message"),
     ('{"type": "start", "chunk_size": true}', "invalid_message"),
     ('{"type": "flush", "context": "nope"}', "unknown_context"),
     ('{"type": "end", "context": "nope"}', "unknown_context"),
@@ -507,3 +509,27 @@ def test_no_context_is_carried_when_the_engine_has_no_word_timings() -> None:
     out += feed(s, context="c", type="end")
     assert jobs(out)
     assert all(j.job.left_context == j.job.right_context == "" for j in jobs(out))
+
+
+def test_bit_rate_reaches_the_stream_and_is_checked_for_its_encoding_and_rate() -> None:
+    s = make_session(
+        encodings=frozenset({"pcm_s16le", "mp3", "opus"}), check_bit_rate=session_check_bit_rate
+    )
+    out = feed(s, context="a", type="start", encoding="mp3", bit_rate_kbps=128)
+    [opened] = [o for o in out if isinstance(o, OpenStream)]
+    assert (opened.encoding, opened.sample_rate_hz, opened.bit_rate_kbps) == ("mp3", 22050, 128)
+    [opened] = [
+        o for o in feed(s, context="b", type="start", encoding="mp3") if isinstance(o, OpenStream)
+    ]
+    assert opened.bit_rate_kbps is None  # the codec's default
+    refused = [
+        ({"encoding": "mp3", "bit_rate_kbps": 192}, "mp3 at 22050 Hz cannot be made at 192"),
+        ({"encoding": "pcm_s16le", "bit_rate_kbps": 64}, "pcm_s16le has no bit rate"),
+        ({"bit_rate_kbps": 64}, "pcm_s16le has no bit rate"),  # the default encoding
+    ]
+    for start, message in refused:
+        out = feed(s, context="c", type="start", **start)
+        [error] = [m for m in sends(out) if m["type"] == "error"]
+        assert error["code"] == "unsupported_bit_rate" and error["context"] == "c"
+        assert message in error["message"]
+        assert not any(isinstance(o, OpenStream) for o in out)
