@@ -68,6 +68,46 @@ async def test_formats_through_the_server_decode_to_the_spoken_duration(
     assert [c.frame for c in result.chunks] == list(range(len(result.chunks)))
 
 
+def payload_bits_per_s(data: bytes) -> float:
+    """The codec's own bits (packets, without container pages) per second of audio."""
+    with av.open(io.BytesIO(data)) as container:
+        packets = [p for p in container.demux(audio=0) if p.size]
+        seconds = sum(float(p.duration * p.time_base) for p in packets)
+        return sum(p.size for p in packets) * 8 / seconds
+
+
+@pytest.mark.parametrize(
+    ("start", "tolerance"),
+    [
+        ({"encoding": "mp3", "sample_rate_hz": 44100, "bit_rate_kbps": 128}, 0.01),
+        # Opus is variable: a target it undershoots in pauses; the default is 32 kb/s
+        ({"encoding": "opus", "bit_rate_kbps": 16}, 0.3),
+    ],
+)
+async def test_compressed_audio_comes_at_the_bit_rate_asked(
+    piper_engine: Engine, start: dict[str, Any], tolerance: float
+) -> None:
+    async with running_server(piper_engine) as srv:
+        result = await speak(srv.stream_url, LONG_TEXT, **start)
+    assert not result.errors
+    done = result.first("done")
+    assert done is not None
+    assert decode_seconds(result.audio) == pytest.approx(
+        done.data["metrics"]["audio_ms"] / 1000, rel=0.02
+    )
+    expected_bps = start["bit_rate_kbps"] * 1000
+    assert payload_bits_per_s(result.audio) == pytest.approx(expected_bps, rel=tolerance)
+
+
+async def test_a_bit_rate_the_codec_cannot_make_is_refused(piper_engine: Engine) -> None:
+    async with running_server(piper_engine) as srv:
+        result = await speak(srv.stream_url, "Hello.", encoding="mp3", bit_rate_kbps=320)
+    # mp3 at the voice's 22050 Hz is MPEG-2: at most 160 kb/s
+    assert [e.data["code"] for e in result.errors] == ["unsupported_bit_rate"]
+    error = result.errors[0].data
+    assert error["context"] == "f" and "8, 16, 24" in error["message"]
+
+
 async def test_ready_lists_every_encoding_with_its_rates(piper_engine: Engine) -> None:
     async with running_server(piper_engine) as srv, await connect(srv.stream_url) as conn:
         formats = conn.ready["capabilities"]["encodings"]
