@@ -21,10 +21,10 @@ def decoded_duration_s(data: bytes, encoding: str, sample_rate_hz: int) -> float
     return samples / sample_rate_hz
 
 
-def mp3_bits_per_s(data: bytes) -> float:
-    """The bit rate of an MP3 stream as sent: its frames' bytes over their duration
-    (every frame's header names its own bit rate; this measures what came, instead)."""
-    with av.open(io.BytesIO(data), format="mp3") as container:
+def payload_bits_per_s(data: bytes) -> float:
+    """The bit rate of a compressed stream as sent: its codec packets' bytes (without
+    container pages) over their duration, measured rather than read from a header."""
+    with av.open(io.BytesIO(data)) as container:
         packets = [p for p in container.demux(audio=0) if p.size]
         seconds = sum(float(p.duration * p.time_base) for p in packets)
         return sum(p.size for p in packets) * 8 / seconds

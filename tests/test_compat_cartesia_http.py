@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from speakstream.engines import Engine
+from tests.compat_audio import payload_bits_per_s
 from tests.compat_support import (
     LONG_TEXT,
     SHORT_TEXT,
@@ -64,10 +65,12 @@ async def test_every_output_format_decodes_to_the_native_duration(
         wav = await generate(piper_server, {"container": "wav", **fmt})
         assert wav[:4] == b"RIFF"
         assert_duration(decode_seconds(wav), native_s)
-    mp3 = await generate(
-        piper_server, {"container": "mp3", "sample_rate": 44100, "bit_rate": 128000}
-    )
-    assert_duration(decode_seconds(mp3), native_s)
+    for bit_rate_bps in (128000, 48000):
+        mp3 = await generate(
+            piper_server, {"container": "mp3", "sample_rate": 44100, "bit_rate": bit_rate_bps}
+        )
+        assert_duration(decode_seconds(mp3), native_s)
+        assert payload_bits_per_s(mp3) == pytest.approx(bit_rate_bps, rel=0.01)
     await counters_back_to_zero(piper_server.runtime)
 
 
@@ -102,6 +105,13 @@ async def test_errors_have_cartesia_shape_and_status(piper_engine: Engine) -> No
             ),
             (
                 {"voice": ours, "output_format": {**fmt, "container": "ogg"}},
+                cartesia.BadRequestError,
+            ),
+            (  # not a step of MPEG-1 Layer III
+                {
+                    "voice": ours,
+                    "output_format": {"container": "mp3", "sample_rate": 44100, "bit_rate": 100000},
+                },
                 cartesia.BadRequestError,
             ),
             ({"voice": ours, "transcript": "x" * 201}, cartesia.BadRequestError),

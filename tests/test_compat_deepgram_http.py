@@ -14,6 +14,7 @@ from deepgram.core.api_error import ApiError
 from deepgram.environment import DeepgramClientEnvironment
 
 from speakstream.engines import Engine
+from tests.compat_audio import payload_bits_per_s
 from tests.compat_support import (
     LONG_TEXT,
     SHORT_TEXT,
@@ -64,6 +65,19 @@ async def test_every_encoding_decodes_to_the_native_duration(piper_server: Runni
     await counters_back_to_zero(piper_server.runtime)
 
 
+async def test_bit_rate_sets_the_compressed_encodings_and_is_ignored_by_the_others(
+    piper_server: RunningServer,
+) -> None:
+    native_s = await native_seconds(piper_server, SHORT_TEXT)
+    for encoding, bit_rate_bps, tolerance in (("mp3", 32000, 0.01), ("aac", 40000, 0.15)):
+        audio = await generate(piper_server, encoding=encoding, bit_rate=bit_rate_bps)
+        assert_duration(decode_seconds(audio), native_s)
+        assert payload_bits_per_s(audio) == pytest.approx(bit_rate_bps, rel=tolerance)
+    wav = await generate(piper_server, encoding="linear16", bit_rate=48000)
+    assert_duration(decode_seconds(wav), native_s)
+    await counters_back_to_zero(piper_server.runtime)
+
+
 async def test_linear16_defaults_to_a_24_khz_wav_with_deepgram_headers(
     piper_server: RunningServer,
 ) -> None:
@@ -102,6 +116,10 @@ async def test_errors_have_deepgram_shape_and_status(piper_engine: Engine) -> No
             ({"model": "en_US-joe-medium", "encoding": "speex"}, 400),
             ({"model": "en_US-joe-medium", "encoding": "mulaw", "sample_rate": 44100}, 400),
             ({"model": "en_US-joe-medium", "encoding": "mp3", "container": "wav"}, 400),
+            # mp3 at 22050 Hz goes to 160 kb/s; opus from 6 kb/s; whole kb/s only
+            ({"model": "en_US-joe-medium", "encoding": "mp3", "bit_rate": 320000}, 400),
+            ({"model": "en_US-joe-medium", "encoding": "opus", "bit_rate": 4000}, 400),
+            ({"model": "en_US-joe-medium", "encoding": "mp3", "bit_rate": 32500}, 400),
             ({"model": "en_US-joe-medium", "text": "x" * 201}, 413),
         ]
         for params, status in cases:

@@ -16,7 +16,7 @@ from elevenlabs.client import ElevenLabs
 from speakstream.engines import Engine
 from speakstream.protocol.server_messages import Alignment
 from speakstream.server.compat.elevenlabs import MP3_FORMATS, characters, parse_output_format
-from tests.compat_audio import decoded_duration_s, mp3_bits_per_s
+from tests.compat_audio import decoded_duration_s, payload_bits_per_s
 from tests.compat_server import compat_server
 from tests.compat_support import counters_back_to_zero, readme_snippet, run_snippet
 from tests.conftest import wait_for
@@ -268,7 +268,7 @@ async def test_mp3_formats_decode_at_the_rate_and_bit_rate_asked(piper_engine: E
             assert code == 1000
             audio = b"".join(base64.b64decode(r["audio"]) for r in replies if r.get("audio"))
             assert decoded_duration_s(audio, "mp3", rate_hz) > 2.0, fmt
-            assert mp3_bits_per_s(audio) == pytest.approx(kbps * 1000, rel=0.01), fmt
+            assert payload_bits_per_s(audio) == pytest.approx(kbps * 1000, rel=0.01), fmt
 
 
 async def test_the_readme_websocket_snippet_runs(piper_engine: Engine, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from elevenlabs.client import AsyncElevenLabs
 from elevenlabs.core.api_error import ApiError
 
 from speakstream.engines import Engine
-from tests.compat_audio import mp3_bits_per_s
+from tests.compat_audio import payload_bits_per_s
 from tests.compat_support import (
     LONG_TEXT,
     SHORT_TEXT,
@@ -66,7 +66,9 @@ async def test_every_output_format_decodes_to_the_native_duration(
         seconds = raw_seconds(audio, *raw) if raw else decode_seconds(audio)
         assert_duration(seconds, native_s)
         if fmt.startswith("mp3_"):  # made at the bit rate its name asks
-            assert mp3_bits_per_s(audio) == pytest.approx(int(fmt.split("_")[2]) * 1000, rel=0.01)
+            assert payload_bits_per_s(audio) == pytest.approx(
+                int(fmt.split("_")[2]) * 1000, rel=0.01
+            )
     await counters_back_to_zero(piper_server.runtime)
 
 
