@@ -2,11 +2,11 @@
 
 ``bit_rates_kbps(encoding, sample_rate_hz)`` is what a client may ask for (kb/s), or None
 for an encoding that has no bit rate to choose (PCM, WAV, G.711, FLAC: their bit rate
-follows from the sample rate). ``check_bit_rate_kbps`` raises ``UnsupportedFormatError``
+follows from the sample rate). ``check_bit_rate_kbps`` raises ``UnsupportedBitRateError``
 for anything else, naming what the encoding takes; ``session_check_bit_rate`` is the same
 rule for the session core (``SessionConfig.check_bit_rate``), raising ``ProtocolError``
-(``unsupported_bit_rate``). ``DEFAULT_BIT_RATES_KBPS`` is what each
-codec makes when no bit rate is asked.
+(``unsupported_bit_rate``). ``DEFAULT_BIT_RATES_KBPS`` is what each codec makes when no
+bit rate is asked (the codecs take it from here).
 
 * MP3 (LAME): the standard Layer III steps. MPEG-1 (32, 44.1, 48 kHz) 32-320 kb/s,
   MPEG-2 (16, 22.05, 24 kHz) 8-160, MPEG-2.5 (8, 11.025, 12 kHz) 8-64. LAME would

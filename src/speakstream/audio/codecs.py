@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import av
 import numpy as np
 
+from speakstream.audio.bit_rates import DEFAULT_BIT_RATES_KBPS
 from speakstream.audio.pcm import PcmChunk, float_to_int16
 
 
@@ -95,7 +96,7 @@ class OggOpusEncoder(_ContainerEncoder):
     codec = "libopus"
     container_options: ClassVar[Mapping[str, str]] = {"page_duration": "20000"}  # 20 ms pages
     codec_options: ClassVar[Mapping[str, str]] = {"application": "voip", "frame_duration": "20"}
-    default_bit_rate_bps = 32000
+    default_bit_rate_bps = DEFAULT_BIT_RATES_KBPS["opus"] * 1000
 
 
 class Mp3Encoder(_ContainerEncoder):
@@ -103,7 +104,7 @@ class Mp3Encoder(_ContainerEncoder):
     container_format = "mp3"
     codec = "libmp3lame"
     container_options: ClassVar[Mapping[str, str]] = {"id3v2_version": "0"}
-    default_bit_rate_bps = 64000
+    default_bit_rate_bps = DEFAULT_BIT_RATES_KBPS["mp3"] * 1000
 
 
 class AdtsAacEncoder(_ContainerEncoder):
@@ -112,7 +113,7 @@ class AdtsAacEncoder(_ContainerEncoder):
     encoding = "aac"
     container_format = "adts"
     codec = "aac"
-    default_bit_rate_bps = 64000
+    default_bit_rate_bps = DEFAULT_BIT_RATES_KBPS["aac"] * 1000
 
 
 class FlacEncoder(_ContainerEncoder):
@@ -127,7 +128,7 @@ class OpusPacketEncoder:
     """Raw Opus packets of 20 ms, one per payload (no container)."""
 
     encoding = "opus_packets"
-    default_bit_rate_bps = 32000
+    default_bit_rate_bps = DEFAULT_BIT_RATES_KBPS["opus_packets"] * 1000
 
     def __init__(self, sample_rate_hz: int, bit_rate_bps: int | None = None) -> None:
         self.sample_rate_hz = sample_rate_hz

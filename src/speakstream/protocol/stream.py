@@ -136,19 +136,16 @@ def stream_format(message: StartMessage, cfg: SessionConfig) -> tuple[StreamForm
         )
     native_hz = cfg.voices[voice]
     requested_hz = message.number_option("sample_rate_hz")
+    bit_rate = message.number_option("bit_rate_kbps")
+    bit_rate_kbps = None if bit_rate is None else int(bit_rate)
     try:
         rate_hz = cfg.resolve_rate_hz(
             encoding, None if requested_hz is None else int(requested_hz), native_hz
         )
+        if bit_rate_kbps is not None:
+            cfg.check_bit_rate(encoding, rate_hz, bit_rate_kbps)
     except ClientVisibleError as error:
         raise ProtocolError(error.code, error.message, cid) from None
-    bit_rate = message.number_option("bit_rate_kbps")
-    bit_rate_kbps = None if bit_rate is None else int(bit_rate)
-    if bit_rate_kbps is not None:
-        try:
-            cfg.check_bit_rate(encoding, rate_hz, bit_rate_kbps)
-        except ClientVisibleError as error:
-            raise ProtocolError(error.code, error.message, cid) from None
     speed = message.number_option("speed")
     volume = message.number_option("volume")
     fmt = StreamFormat(
