@@ -482,7 +482,7 @@ def test_a_segment_of_spaces_and_a_bracket_is_not_a_crash() -> None:
 
 
 def test_segments_cut_inside_a_sentence_carry_the_words_around_them() -> None:
-    s = make_session(word_timings=True, max_jobs_in_flight=8)
+    s = make_session(word_timings=True, max_jobs_in_flight=8, first_segment_budget_ms=500.0)
     feed(s, type="start", context="c")
     # the first segment is the first word; the engine also hears the complete words
     # already here after it ("why" may still grow: no space follows it yet)
@@ -507,3 +507,34 @@ def test_no_context_is_carried_when_the_engine_has_no_word_timings() -> None:
     out += feed(s, context="c", type="end")
     assert jobs(out)
     assert all(j.job.left_context == j.job.right_context == "" for j in jobs(out))
+
+
+def test_a_first_segment_carries_context_only_within_its_budget() -> None:
+    # the budget is spent on the first word itself: it is said alone, for its listener
+    s = make_session(word_timings=True, first_segment_budget_ms=1.0)
+    feed(s, type="start", context="c")
+    [first] = jobs(feed(s, context="c", type="text", text="Have you ever wondered why"))
+    assert first.job.segment.text == "Have "
+    assert (first.job.left_context, first.job.right_context) == ("", "")
+
+
+def test_under_load_a_segment_behind_its_deadline_is_said_without_context() -> None:
+    from speakstream.protocol.listener import Capacity, EngineSpeed
+
+    def second_job(active: int) -> Synthesize:
+        speed = EngineSpeed()
+        capacity = Capacity(workers=2, speed=speed, fraction=1.0, active=active)
+        s = make_session(word_timings=True, speed=speed, capacity=capacity)
+        feed(s, type="start", context="c")
+        [first] = jobs(feed(s, 0.0, context="c", type="text", text="Have you ever wondered "))
+        s.job_audio(first.job.job_id, "a", 100.0, 0.05)  # 100 ms of audio from 0.05 s
+        out = s.job_finished(first.job.job_id, 0.05, 0.0, 0.06)
+        # long after the listener ran dry, the rest of the sentence arrives
+        out += feed(s, 5.0, context="c", type="text", text="why the sky is orange? ")
+        [second] = jobs(out)
+        return second
+
+    idle = second_job(active=0)  # the engine has room: the words before are carried
+    assert idle.job.left_context == "Have "
+    loaded = second_job(active=10_000)  # every listener waits on it: said alone
+    assert (loaded.job.left_context, loaded.job.right_context) == ("", "")
