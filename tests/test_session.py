@@ -536,5 +536,7 @@ def test_under_load_a_segment_behind_its_deadline_is_said_without_context() -> N
 
     idle = second_job(active=0)  # the engine has room: the words before are carried
     assert idle.job.left_context == "Have "
-    loaded = second_job(active=10_000)  # every listener waits on it: said alone
+    # more than half the listeners the engine can feed: every one waits on this work
+    limit = Capacity(workers=2, speed=EngineSpeed(), fraction=1.0).listeners_limit
+    loaded = second_job(active=limit // 2 + 1)
     assert (loaded.job.left_context, loaded.job.right_context) == ("", "")
