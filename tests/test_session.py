@@ -528,7 +528,7 @@ def test_under_load_a_segment_behind_its_deadline_is_said_without_context() -> N
         feed(s, type="start", context="c")
         [first] = jobs(feed(s, 0.0, context="c", type="text", text="Have you ever wondered "))
         s.job_audio(first.job.job_id, "a", 100.0, 0.05)  # 100 ms of audio from 0.05 s
-        out = s.job_finished(first.job.job_id, 0.05, 0.0, 0.06)
+        out = s.job_finished(first.job.job_id, 0.0, 0.0, 0.06)  # (speed model unchanged)
         # long after the listener ran dry, the rest of the sentence arrives
         out += feed(s, 5.0, context="c", type="text", text="why the sky is orange? ")
         [second] = jobs(out)
