@@ -138,7 +138,7 @@ def load_model(checkpoint_dir: str | Path | None, device: str) -> ChatterboxMode
         ve = VoiceEncoder()
         ve.load_state_dict(load_file(path / "ve.safetensors"))
         ve.to(device).eval()
-        t3_state = load_file(path / "t3_cfg.safetensors")
+        t3_state: Any = load_file(path / "t3_cfg.safetensors")
         if "model" in t3_state:
             t3_state = t3_state["model"][0]
         layers = t3_layer_count(t3_state)

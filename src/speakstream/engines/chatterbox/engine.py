@@ -24,6 +24,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+
 import numpy as np
 import torch
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +63,7 @@ def speech_tokens(
     repetition = RepetitionPenaltyLogitsProcessor(penalty=float(params.repetition_penalty))
     min_p = MinPLogitsWarper(min_p=params.min_p)
     top_p = TopPLogitsWarper(top_p=params.top_p)
-    generated = start[:1].clone()
+    generated = cast(torch.LongTensor, start[:1].clone())
     with lock, torch.inference_mode():
         embeds, _ = t3.prepare_input_embeds(
             t3_cond=cond, text_tokens=tokens, speech_tokens=start, cfg_weight=params.cfg_weight
@@ -89,7 +89,7 @@ def speech_tokens(
             token_id = int(token.item())
             if token_id == hp.stop_speech_token:
                 return
-            generated = torch.cat([generated, token], dim=1)
+            generated = cast(torch.LongTensor, torch.cat([generated, token], dim=1))
             embed = t3.speech_emb(token) + t3.speech_pos_emb.get_fixed_embedding(step + 1)
             out = t3.tfmr(
                 inputs_embeds=embed.expand(batch, -1, -1), past_key_values=past, use_cache=True

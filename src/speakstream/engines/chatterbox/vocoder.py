@@ -138,7 +138,7 @@ class StreamingVocoder:
 
         flow = self.s3gen.flow
         ref = self.ref
-        embedding = F.normalize(torch.atleast_2d(ref["embedding"]), dim=1)
+        embedding = F.normalize(ref["embedding"].reshape(1, -1), dim=1)
         embedding = flow.spk_embed_affine_layer(embedding)
         token = torch.tensor([self.tokens], dtype=torch.long, device=self.device)
         token = torch.cat([ref["prompt_token"], token], dim=1)

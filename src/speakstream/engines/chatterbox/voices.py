@@ -47,7 +47,7 @@ def conditionals_from_wav(model: ChatterboxModel, wav_path: Path) -> Any:
     prompt_tokens, _ = model.s3gen.tokenizer.forward(
         [wav_16k[: ENCODER_COND_S * S3_SR]], max_len=prompt_len
     )
-    prompt_tokens = torch.atleast_2d(prompt_tokens).to(model.device)
+    prompt_tokens = prompt_tokens.reshape(1, -1).to(model.device)
     embeds = model.ve.embeds_from_wavs([wav_16k], sample_rate=S3_SR)
     speaker = torch.from_numpy(embeds).mean(dim=0, keepdim=True).to(model.device)
     t3 = T3Cond(

@@ -1,0 +1,53 @@
+"""The random-weight Chatterbox checkpoint the tests load, built once per test session.
+
+``build_test_checkpoint`` runs ``speakstream.engines.chatterbox.random_checkpoint`` in a
+subprocess with ``--forbid-network`` (any connection attempt fails) and the Hugging Face
+libraries told to stay offline; the tests then load it through the engine's normal path.
+``TEST_OPTIONS`` keep CPU time small: 2 flow-matching steps, 0.5 speech tokens per
+character (the random T3 never says stop, so the bound sets every length), a fixed seed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HAVE_CHATTERBOX = importlib.util.find_spec("chatterbox") is not None
+needs_chatterbox = pytest.mark.skipif(
+    not HAVE_CHATTERBOX, reason="the chatterbox extra is not installed"
+)
+REAL_CHECKPOINT_ENV = "SPEAKSTREAM_TEST_CHATTERBOX_REAL_DIR"
+
+TEST_OPTIONS: dict[str, Any] = {
+    "device": "cpu",
+    "seed": 1234,
+    "cfm_steps": 2,
+    "tokens_per_char": 0.5,
+    "first_chunk_tokens": 4,
+}
+
+
+def build_test_checkpoint(out_dir: Path) -> Path:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "speakstream.engines.chatterbox.random_checkpoint",
+        str(out_dir),
+        "--t3-layers",
+        "2",
+        "--forbid-network",
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out_dir
+
+
+def engine_options_for(checkpoint_dir: Path, **changes: Any) -> dict[str, Any]:
+    return {**TEST_OPTIONS, "checkpoint_dir": str(checkpoint_dir), **changes}
