@@ -4,7 +4,8 @@
 subprocess with ``--forbid-network`` (any connection attempt fails) and the Hugging Face
 libraries told to stay offline; the tests then load it through the engine's normal path.
 ``TEST_OPTIONS`` keep CPU time small: 2 flow-matching steps, 0.5 speech tokens per
-character (the random T3 never says stop, so the bound sets every length), a fixed seed.
+character (the random T3 never says stop, so the bound sets every length), a fixed seed,
+and the model loaded on first use.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ REAL_CHECKPOINT_ENV = "SPEAKSTREAM_TEST_CHATTERBOX_REAL_DIR"
 
 TEST_OPTIONS: dict[str, Any] = {
     "device": "cpu",
+    "preload": False,  # engines made only to check an error or a setting load nothing
     "seed": 1234,
     "cfm_steps": 2,
     "tokens_per_char": 0.5,

@@ -79,6 +79,11 @@ class Settings:
     chatterbox_device: str = setting(
         _CHATTERBOX.device, "chatterbox: auto, cpu, cuda, cuda:N or mps", name="chatterbox.device"
     )
+    chatterbox_preload: bool = setting(
+        _CHATTERBOX.preload,
+        "chatterbox: load the model at start (false: on the first segment)",
+        name="chatterbox.preload",
+    )
     chatterbox_reference_wav: str = setting(
         _CHATTERBOX.reference_wav,
         "chatterbox: a recording to clone as the voice 'reference'",

@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "quality": "speakstream.bench.quality:run",
     "load": "speakstream.bench.load:run",
     "compat": "speakstream.bench.compat:run",
+    "chatterbox": "speakstream.bench.chatterbox:run",
 }
 DEFAULT_BENCHMARK = "latency"
 

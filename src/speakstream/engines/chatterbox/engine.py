@@ -2,8 +2,9 @@
 
 ``ChatterboxEngine(settings)`` checks at once that ``chatterbox-tts`` is installed, that
 the checkpoint directory holds every file (``EngineLoadError`` naming what is missing and
-where to put it) and that it has a voice; the model itself loads on first use (``load``
-forces it), one instance per engine, under one lock that every model call takes for one
+where to put it) and that it has a voice; then it loads the model (``preload``, the
+default: a server's first segment must not wait for it), or leaves that to the first use
+(``load``), one instance per engine, under one lock that every model call takes for one
 step (a T3 token, an S3Gen decode), so concurrent calls share the model turn by turn.
 ``synthesize`` returns a ``ChatterboxStream``: PCM chunks as the vocoder makes them (the
 first after ~10 speech tokens, see ``vocoder``); ``cancel()`` (any thread) or ``close()``
@@ -127,6 +128,8 @@ class ChatterboxEngine:
         self._voices: VoiceBook | None = None
         if settings.threads:
             torch.set_num_threads(settings.threads)
+        if self.options.preload:
+            self.load()
 
     @property
     def capabilities(self) -> EngineCapabilities:

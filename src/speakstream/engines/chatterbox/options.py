@@ -20,6 +20,7 @@ from speakstream.engines.base import EngineLoadError
 class ChatterboxOptions:
     checkpoint_dir: str = ""
     device: str = "auto"
+    preload: bool = True  # load the model when the engine is made (false: on first use)
     reference_wav: str = ""
     upload_dir: str = ""
     upload_max_bytes: int = 5_000_000  # the upload endpoint's; unused by the engine
