@@ -109,28 +109,24 @@ async def test_uploads_are_off_for_another_engine(piper_engine: Engine, tmp_path
 
 
 async def test_an_uploaded_voice_speaks_on_the_native_protocol(
-    chatterbox_checkpoint: Path, tmp_path: Path
+    chatterbox_engine: Engine, tmp_path: Path
 ) -> None:
-    from speakstream.engines import EngineSettings, load_engine
-    from tests.chatterbox_support import engine_options_for
-
-    engine = load_engine(
-        "chatterbox",
-        EngineSettings(options=engine_options_for(chatterbox_checkpoint, upload_dir=str(tmp_path))),
-    )
-    async with running_server(engine, settings_with(tmp_path)) as srv:
-        answer = await upload(srv, wav_bytes(3.0))
-        voice = answer.json()["voice"]
-        async with speakstream.connect(srv.stream_url) as conn:
-            ctx = await conn.open_context("cloned", voice=voice, encoding="pcm_s16le")
-            await ctx.send("Hello there, friend.")
-            await ctx.end()
-            result = await ctx.collect()
-            unknown = await conn.open_context("gone", voice="upload:0123456789abcdef")
-            await unknown.send("Hello.")
-            await unknown.end()
-            refused = await unknown.collect()
-    engine.close()
+    _, voices = chatterbox_engine.load()  # type: ignore[attr-defined]
+    voices.upload_dir = tmp_path  # what chatterbox.upload_dir sets (one model: no reload)
+    try:
+        async with running_server(chatterbox_engine, settings_with(tmp_path)) as srv:
+            voice = (await upload(srv, wav_bytes(3.0))).json()["voice"]
+            async with speakstream.connect(srv.stream_url) as conn:
+                ctx = await conn.open_context("cloned", voice=voice, encoding="pcm_s16le")
+                await ctx.send("Hello there, friend.")
+                await ctx.end()
+                result = await ctx.collect()
+                gone = await conn.open_context("gone", voice="upload:0123456789abcdef")
+                await gone.send("Hello.")
+                await gone.end()
+                refused = await gone.collect()
+    finally:
+        voices.upload_dir = None
     assert not result.errors, result.errors
     assert len(result.audio) > 0
     assert [e.data["code"] for e in refused.errors] == ["unknown_voice"]

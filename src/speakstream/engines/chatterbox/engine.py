@@ -25,6 +25,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -146,6 +147,17 @@ class ChatterboxEngine:
                 self._model = model
             return self._model, self._voices
 
+    def conditioning(self, voice: str, options: SynthesisOptions) -> tuple[Any, Any]:
+        """The voice's ``Conditionals`` and the T3 conditioning a call with ``options``
+        uses (its ``exaggeration``, else the setting's)."""
+        model, voices = self.load()
+        exaggeration = options.exaggeration
+        if exaggeration is None:
+            exaggeration = self.options.exaggeration
+        with self._lock:
+            conds = voices.conditionals(voice)
+            return conds, t3_cond(conds, exaggeration, model.device)
+
     def synthesize(self, text: str, voice: str, options: SynthesisOptions) -> ChatterboxStream:
         stream = ChatterboxStream()
         stream._chunks = self._chunks(stream, text, voice, options)
@@ -163,13 +175,11 @@ class ChatterboxEngine:
             )
         from chatterbox.tts import punc_norm
 
-        model, voices = self.load()
+        model, _ = self.load()
         opts = self.options
         seed = options.seed if options.seed is not None else opts.seed or secrets.randbits(31)
-        exaggeration = opts.exaggeration if options.exaggeration is None else options.exaggeration
+        conds, cond = self.conditioning(voice, options)
         with self._lock:
-            conds = voices.conditionals(voice)
-            cond = t3_cond(conds, exaggeration, model.device)
             normalized = punc_norm(" ".join(text.split()))
             text_tokens = model.tokenizer.text_to_tokens(normalized)
         params = SamplingParams(

@@ -1,11 +1,14 @@
 """A random-weight Chatterbox checkpoint of the real architecture, for tests and benchmarks.
 
 ``python -m speakstream.engines.chatterbox.random_checkpoint OUT_DIR [--t3-layers 2]
-[--seed 0] [--forbid-network]`` builds chatterbox's real ``VoiceEncoder``, ``T3`` (cut to
+[--seed 0] [--prompt-s 4] [--forbid-network]`` builds chatterbox's real ``VoiceEncoder``, ``T3`` (cut to
 ``--t3-layers`` of its 30 Llama layers) and ``S3Gen`` with their initial random weights,
-writes them as the files ``load_model`` reads, a character-level ``tokenizer.json`` with
+(T3's speech head sharpened and its stop token silenced, see ``build``) writes them as
+the files ``load_model`` reads, a character-level ``tokenizer.json`` with
 chatterbox's special tokens, and ``conds.pt`` made by the same code that clones a voice
-from a synthetic 4-second recording. No file is downloaded; ``--forbid-network`` makes
+from a synthetic 4-second recording, its S3Gen prompt cut to ``--prompt-s`` seconds
+(the decoder's cost grows with the prompt: tests use 1 s; a real ``conds.pt`` has 10).
+No file is downloaded; ``--forbid-network`` makes
 any connection attempt in the process fail, so a hidden download would be an error.
 It speaks noise, not words: it checks the plumbing, never the quality. About 4 GB of
 memory at its peak; tens of seconds on two cores.
@@ -107,7 +110,9 @@ def write_synthetic_voice(path: Path, seed: int) -> None:
         out.writeframes(pcm.tobytes())
 
 
-def build(out_dir: Path, *, t3_layers: int = 2, seed: int = 0) -> Path:
+def build(
+    out_dir: Path, *, t3_layers: int = 2, seed: int = 0, prompt_s: float = SYNTHETIC_VOICE_S
+) -> Path:
     import torch
     from chatterbox.models.s3gen import S3Gen
     from chatterbox.models.t3 import T3
@@ -119,19 +124,32 @@ def build(out_dir: Path, *, t3_layers: int = 2, seed: int = 0) -> Path:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
+    t3 = T3(t3_config(t3_layers))
+    with torch.no_grad():
+        # A trained head gives peaked token distributions that follow the conditioning;
+        # initial weights give nearly uniform ones that ignore it. Sharpen it, and zero
+        # the stop token's row: the random model never stops, its token bound decides.
+        t3.speech_head.weight.normal_(0.0, 0.2)
+        t3.speech_head.weight[t3.hp.stop_speech_token].zero_()
     for name, module in (
         ("ve.safetensors", VoiceEncoder()),
-        ("t3_cfg.safetensors", T3(t3_config(t3_layers))),
+        ("t3_cfg.safetensors", t3),
         ("s3gen.safetensors", S3Gen()),
     ):
         state = {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
         save_file(state, str(out_dir / name))
-        del module, state
+        del state
+    del t3, module
     (out_dir / "tokenizer.json").write_text(json.dumps(tokenizer_json()), encoding="utf-8")
     voice_wav = out_dir / "synthetic_voice.wav"
     write_synthetic_voice(voice_wav, seed)
     model = load_model(out_dir, "cpu")
-    conditionals_from_wav(model, voice_wav).save(out_dir / BUILTIN_VOICE_FILE)
+    conds = conditionals_from_wav(model, voice_wav)
+    prompt_tokens = max(1, round(prompt_s * 25))  # 25 tokens, 50 mel frames a second
+    conds.gen["prompt_token"] = conds.gen["prompt_token"][:, :prompt_tokens]
+    conds.gen["prompt_token_len"] = torch.tensor([conds.gen["prompt_token"].shape[1]])
+    conds.gen["prompt_feat"] = conds.gen["prompt_feat"][:, : 2 * prompt_tokens]
+    conds.save(out_dir / BUILTIN_VOICE_FILE)
     return out_dir
 
 
@@ -140,11 +158,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--t3-layers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prompt-s", type=float, default=SYNTHETIC_VOICE_S)
     parser.add_argument("--forbid-network", action="store_true")
     args = parser.parse_args(argv)
     if args.forbid_network:
         forbid_network()
-    build(args.out_dir, t3_layers=args.t3_layers, seed=args.seed)
+    build(args.out_dir, t3_layers=args.t3_layers, seed=args.seed, prompt_s=args.prompt_s)
     print(args.out_dir)
 
 
