@@ -73,7 +73,7 @@ async def test_an_upload_is_stored_under_a_server_chosen_id(
     ("body", "status", "says"),
     [
         (b"", 400, "must be a recording"),
-        (b"this is not audio at all" * 100, 400, "cannot decode"),
+        (b"this is not audio at all" * 100, 400, "not a recording"),
         (wav_bytes(0.5), 400, "under 1 s"),
         (wav_bytes(5.0), 400, "over 4 s"),
         (wav_bytes(2.0, loud=False), 400, "silent"),
