@@ -7,7 +7,8 @@ default: a server's first segment must not wait for it), or leaves that to the f
 (``load``), one instance per engine, under one lock that every model call takes for one
 step (a T3 token, an S3Gen decode), so concurrent calls share the model turn by turn.
 ``synthesize`` returns a ``ChatterboxStream``: PCM chunks as the vocoder makes them (the
-first after ~10 speech tokens, see ``vocoder``); ``cancel()`` (any thread) or ``close()``
+first after ~10 speech tokens, see ``vocoder``), each but the last marked ``continues``
+(so the seams join them as they are); ``cancel()`` (any thread) or ``close()``
 stops token generation before its next step. Options (``EngineSettings.options``, the
 ``chatterbox.*`` settings): ``ChatterboxOptions``; per call, ``SynthesisOptions`` may
 override ``exaggeration``, ``cfg_weight``, ``temperature`` and ``seed``. Generated
@@ -209,7 +210,7 @@ class ChatterboxEngine:
             stream.steps += 1
             audio = vocoder.push(token)
             if audio is not None and audio.size:
-                yield _chunk(audio)
+                yield _chunk(audio, continues=True)  # finish() always brings more
         if stream.cancelled:
             return
         rest = vocoder.finish()
@@ -222,5 +223,8 @@ class ChatterboxEngine:
             self._voices = None
 
 
-def _chunk(audio: np.ndarray) -> PcmChunk:
-    return PcmChunk(np.clip(audio, -1.0, 1.0).astype(np.float32), SAMPLE_RATE_HZ)
+def _chunk(audio: np.ndarray, continues: bool = False) -> PcmChunk:
+    """A piece of the sentence; ``continues``: more of it follows (no seam treatment)."""
+    return PcmChunk(
+        np.clip(audio, -1.0, 1.0).astype(np.float32), SAMPLE_RATE_HZ, continues=continues
+    )
