@@ -283,3 +283,32 @@ def test_real_checkpoint_speaks() -> None:
     seconds = audio_of(chunks).size / 24_000
     assert 1.5 < seconds < 8.0
     engine.close()
+
+
+async def test_a_sentence_streamed_in_pieces_reaches_a_client_without_gaps(
+    chatterbox_engine: Engine,
+) -> None:
+    """Through a real server: the pieces of one sentence are joined as they are (no
+    pause or fade between them), so the client gets about the engine's own length, not
+    a sentence pause per piece."""
+    import speakstream
+    from tests.conftest import running_server
+
+    text = "This sentence is long enough for a few decodes."
+    pieces = speak(chatterbox_engine, text)
+    assert len(pieces) >= 3
+    engine_ms = sum(p.duration_ms for p in pieces)
+    async with (
+        running_server(chatterbox_engine) as srv,
+        speakstream.connect(srv.stream_url) as conn,
+    ):
+        ctx = await conn.open_context("one", encoding="pcm_s16le", min_text_length=1000)
+        await ctx.send(text)
+        await ctx.end()
+        result = await ctx.collect()
+    assert not result.errors, result.errors
+    segments = [e for e in result.events if e.type == "segment"]
+    assert [s.data["text"] for s in segments] == [text]
+    client_ms = 1000 * len(result.audio) / 2 / 24_000
+    # edges may be trimmed a little; each missing join would add a 250 ms pause
+    assert engine_ms - 100 < client_ms < engine_ms + 100
