@@ -131,9 +131,9 @@ class StreamingVocoder:
             self._noise = torch.cat([self._noise, block], dim=2)
         return self._noise[:, :, :frames]
 
-    @torch.inference_mode()
     def _mel(self, frames: int) -> torch.Tensor:
-        """The mel of every token, decoded with the fixed noise; the first ``frames``."""
+        """The mel of every token, decoded with the fixed noise; the first ``frames``
+        (called under ``inference_mode``)."""
         from chatterbox.models.s3gen.utils.mask import make_pad_mask
 
         flow = self.s3gen.flow
@@ -167,9 +167,8 @@ class StreamingVocoder:
         mel: torch.Tensor = feat[:, :, prompt_frames : prompt_frames + frames]
         return mel
 
-    @torch.inference_mode()
     def _decode(self, frames: int) -> np.ndarray:
-        with self.lock:
+        with self.lock, torch.inference_mode():
             self.decodes += 1
             mel = self._mel(frames).to(self.dtype)
             if self.speed != 1.0:

@@ -31,9 +31,13 @@ class UnknownVoiceError(EngineLoadError):
     """A voice name this engine cannot speak with (the upload is gone, or never was)."""
 
 
-@torch.inference_mode()
 def conditionals_from_wav(model: ChatterboxModel, wav_path: Path) -> Any:
     """chatterbox's ``prepare_conditionals``, on the loaded modules, for one recording."""
+    with torch.inference_mode():
+        return _conditionals_from_wav(model, wav_path)
+
+
+def _conditionals_from_wav(model: ChatterboxModel, wav_path: Path) -> Any:
     import librosa
     from chatterbox.models.s3gen import S3GEN_SR
     from chatterbox.models.s3tokenizer import S3_SR
