@@ -19,15 +19,21 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
 fi
 PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+case "$EXTRAS" in
+  *chatterbox*)
+    # PyTorch first, or the extra's dependencies (resemble-perth, conformer) let pip pick
+    # the newest torch, a CUDA build with GBs of nvidia-* packages. Kept if one is
+    # installed (a GPU machine installs its CUDA build first); else the CPU build
+    # (TORCH_SPEC to choose another).
+    if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+      "${PIP[@]}" "${TORCH_SPEC:-torch==2.13.0}"
+    fi
+    ;;
+esac
 "${PIP[@]}" -e ".${EXTRAS}"
 
 case "$EXTRAS" in
   *chatterbox*)
-    # PyTorch: kept if one is installed (a GPU machine installs its CUDA build first);
-    # else the CPU build (TORCH_SPEC to choose another).
-    if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
-      "${PIP[@]}" "${TORCH_SPEC:-torch==2.13.0}"
-    fi
     # torchaudio: chatterbox uses only its pure-Python resampler and Kaldi filterbank.
     # PyPI's wheel carries compiled ops built for one torch (and CUDA); where they do not
     # load with the installed torch they are removed and the pure-Python parts remain.
