@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -83,3 +84,24 @@ async def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> No
     async with asyncio.timeout(timeout_s):
         while not condition():  # noqa: ASYNC110 - polling counters, there is no event to await
             await asyncio.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def chatterbox_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight Chatterbox checkpoint (T3 cut to 2 layers), built offline once."""
+    from tests.chatterbox_support import HAVE_CHATTERBOX, build_test_checkpoint
+
+    if not HAVE_CHATTERBOX:
+        pytest.skip("the chatterbox extra is not installed")
+    return build_test_checkpoint(tmp_path_factory.mktemp("chatterbox-checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def chatterbox_engine(chatterbox_checkpoint: Path) -> Iterator[Engine]:
+    from tests.chatterbox_support import engine_options_for
+
+    engine = load_engine(
+        "chatterbox", EngineSettings(options=engine_options_for(chatterbox_checkpoint))
+    )
+    yield engine
+    engine.close()

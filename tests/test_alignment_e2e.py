@@ -126,3 +126,31 @@ async def test_alignment_needs_an_engine_with_timings(fake_engine_factory) -> No
         ctx = await conn.open_context("x", alignment=True)
         first = await anext(aiter(ctx))
     assert isinstance(first, Event) and first.data["code"] == "alignment_unsupported"
+
+
+async def test_segments_cut_inside_a_sentence_keep_exact_timings_and_only_their_words(
+    piper_engine: Engine,
+) -> None:
+    # flushes force cuts inside one sentence: each later segment is said after the words
+    # before it (context-carrying synthesis), and only its own words' audio comes back
+    pieces = ["Have you ever ", "wondered why the ", "sky turns orange at sunset?"]
+    text = "".join(pieces)
+    async with running_server(piper_engine) as srv, connect(srv.stream_url) as conn:
+        ctx = await conn.open_context("c", alignment=True)
+        for piece in pieces:
+            await ctx.send(piece)
+            await ctx.flush()
+        await ctx.end()
+        result = await ctx.collect()
+    segments = [e.data for e in result.events if e.type == "segment"]
+    assert len(segments) >= len(pieces)
+    words = [w for a in alignments(result) for w in a["words"]]
+    assert [w["word"] for w in words] == text.split()
+    assert all(text[w["start"] : w["end"]] == w["word"] for w in words)
+    starts = [w["start_ms"] for w in words]
+    assert starts == sorted(starts)
+    # the audio is as long as the words say: no context word's audio was sent
+    audio_ms = 1000 * sum(len(c.data) // 2 for c in result.chunks) / RATE
+    last = words[-1]
+    last_end_ms = last["start_ms"] + last["duration_ms"]  # (rounded to 0.01 ms on the wire)
+    assert last_end_ms - 0.1 <= audio_ms <= last_end_ms + 1000

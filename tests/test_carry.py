@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from speakstream.protocol.carry import CarryPolicy, left_context, right_context
+from speakstream.protocol.carry import (
+    NO_CONTEXT,
+    Carried,
+    CarryPolicy,
+    affordable,
+    left_context,
+    right_context,
+)
+from speakstream.protocol.listener import EngineSpeed
 
 POLICY = CarryPolicy(left_words=3, right_words=2, max_chars_per_side=40)
 
@@ -73,3 +81,17 @@ def test_a_filler_stands_for_words_not_yet_here_when_more_is_expected() -> None:
     assert right_context("Hello, ", "", policy, text_complete=False, more_expected=True) == ""
     off = CarryPolicy(filler="")
     assert right_context("Have you ", "", off, text_complete=False, more_expected=True) == ""
+
+
+def test_context_is_cut_to_what_the_engine_can_afford() -> None:
+    speed = EngineSpeed()  # its prior: 1.5 ms per character
+    both = Carried(left="Have you ever ", right="turns orange")  # 14 + 12 characters
+    per_char = speed.ms_per_char
+    assert affordable(both, speed, 26 * per_char) == both
+    assert affordable(both, speed, 14 * per_char) == Carried(left="Have you ever ")
+    assert affordable(Carried(right="turns orange"), speed, 12 * per_char) == Carried(
+        right="turns orange"
+    )
+    assert affordable(both, speed, 5 * per_char) == NO_CONTEXT
+    assert affordable(both, speed, -10.0) == NO_CONTEXT  # already late: said alone
+    assert affordable(both, speed, float("inf")) == both

@@ -1,9 +1,11 @@
 """The contract every registered engine keeps, one suite over ``ENGINE_NAMES``.
 
 An engine added to the registry is checked here with no new test: each is loaded once per
-session with default settings (``load_engine(name, EngineSettings())``). One that cannot
-load (an optional dependency or model missing) is skipped with the loader's message,
-except the engines every install has, which must load. What is checked is what the server
+session with default settings (``load_engine(name, EngineSettings())``), except Chatterbox,
+which loads the session's random-weight test checkpoint (``conftest``; skipped without
+the ``chatterbox`` extra). One that cannot load (an optional dependency or model missing)
+is skipped with the loader's message, except the engines every install has, which must
+load. What is checked is what the server
 relies on: consistent capabilities; 1-D float32 chunks at the voice's rate, finite and in
 [-1, 1]; no audio and no error for text with nothing to say; speed; abandoning the
 iterator; two threads at once; word timings inside their chunk and their text; a long
@@ -39,9 +41,15 @@ LONG_INPUT_TIMEOUT_S = 120.0  # Piper answers in about 30 s on 2 busy cores
 pytestmark = pytest.mark.timeout(240)
 
 
-def _load(name: str) -> Engine:
+def _load(name: str, request: pytest.FixtureRequest) -> Engine:
+    settings = EngineSettings()
+    if name == "chatterbox":  # no default checkpoint: the session's test one
+        from tests.chatterbox_support import engine_options_for
+
+        checkpoint = request.getfixturevalue("chatterbox_checkpoint")
+        settings = EngineSettings(options=engine_options_for(checkpoint))
     try:
-        return load_engine(name, EngineSettings())
+        return load_engine(name, settings)
     except EngineLoadError as exc:
         if name in ALWAYS_AVAILABLE:
             raise
@@ -55,8 +63,8 @@ def engine_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def engine(engine_name: str) -> Iterator[Engine]:
-    loaded = _load(engine_name)
+def engine(engine_name: str, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    loaded = _load(engine_name, request)
     yield loaded
     loaded.close()
 
@@ -204,7 +212,9 @@ def test_a_long_unbroken_input_ends_with_audio_or_an_exception(engine: Engine) -
         assert seconds(result) > 60
 
 
-def test_close_releases_an_engine_that_has_spoken(engine_name: str, engine: Engine) -> None:
-    fresh = _load(engine_name)  # not the shared one: the other tests still need it
+def test_close_releases_an_engine_that_has_spoken(
+    engine_name: str, engine: Engine, request: pytest.FixtureRequest
+) -> None:
+    fresh = _load(engine_name, request)  # not the shared one: the other tests still need it
     assert_valid_audio(speak(fresh, "Goodbye."), voice_rate_hz(fresh))
     fresh.close()

@@ -263,3 +263,37 @@ def test_real_piper_edge_silence_is_under_the_threshold_and_trimmed(piper_engine
     assert shaped.num_samples < raw[0].num_samples
     assert 1000 * first_loud(shaped.samples, policy) / rate <= policy.keep_before_ms + 1
     assert shaped.duration_ms > margins_ms  # the speech itself is all kept
+
+
+def test_pieces_of_one_sentence_are_joined_as_they_are() -> None:
+    """An engine streaming a sentence in pieces (Chatterbox) marks all but the last
+    ``continues``: between them no pause, fade, trim or DC step, so the joined pieces are
+    the sentence's audio itself; its outer edges are still shaped."""
+    policy = SeamPolicy()
+    t = np.arange(n_samples(900)) / RATE_HZ
+    tone = (0.5 * np.sin(2 * np.pi * 220 * t) + 0.05).astype(np.float32)  # with a DC offset
+    tone[: n_samples(200)] = 0.0  # silence before the voice: trimmed as usual
+    tone[n_samples(400) : n_samples(500)] = 0.0  # a quiet piece inside the sentence
+    cuts = [0, n_samples(300), n_samples(400), n_samples(500), tone.size]
+    pieces = [
+        PcmChunk(tone[a:b], RATE_HZ, continues=b < tone.size) for a, b in itertools.pairwise(cuts)
+    ]
+    shaped = shape(pieces, pause_before="sentence", policy=policy)
+    assert [c.continues for c in shaped] == [True, True, True, False]
+    joined = np.concatenate([c.samples for c in shaped])
+    pause = n_samples(policy.sentence_pause_ms)  # before the sentence, as for any chunk
+    start = first_loud(tone, policy) - n_samples(policy.keep_before_ms)
+    fade = n_samples(policy.fade_ms)
+    inner = joined[pause + fade : -fade]
+    np.testing.assert_array_equal(inner, tone[start + fade : -fade])
+    assert float(np.max(np.abs(joined[:pause]))) == 0.0
+
+
+def test_a_piece_that_continues_is_not_faded_at_its_end() -> None:
+    tone = np.full(n_samples(100), 0.5, dtype=np.float32)
+    [alone] = shape([PcmChunk(tone, RATE_HZ)], policy=SeamPolicy(trim_silence=False))
+    [piece] = shape(
+        [PcmChunk(tone, RATE_HZ, continues=True)], policy=SeamPolicy(trim_silence=False)
+    )
+    assert alone.samples[-1] == 0.0  # faded out, mean removed
+    assert piece.samples[-1] == 0.5 and piece.samples[0] == 0.0  # faded in only

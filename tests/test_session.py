@@ -484,7 +484,7 @@ def test_a_segment_of_spaces_and_a_bracket_is_not_a_crash() -> None:
 
 
 def test_segments_cut_inside_a_sentence_carry_the_words_around_them() -> None:
-    s = make_session(word_timings=True, max_jobs_in_flight=8)
+    s = make_session(word_timings=True, max_jobs_in_flight=8, first_segment_budget_ms=500.0)
     feed(s, type="start", context="c")
     # the first segment is the first word; the engine also hears the complete words
     # already here after it ("why" may still grow: no space follows it yet)
@@ -533,3 +533,36 @@ def test_bit_rate_reaches_the_stream_and_is_checked_for_its_encoding_and_rate() 
         assert error["code"] == "unsupported_bit_rate" and error["context"] == "c"
         assert message in error["message"]
         assert not any(isinstance(o, OpenStream) for o in out)
+
+
+def test_a_first_segment_carries_context_only_within_its_budget() -> None:
+    # the budget is spent on the first word itself: it is said alone, for its listener
+    s = make_session(word_timings=True, first_segment_budget_ms=1.0)
+    feed(s, type="start", context="c")
+    [first] = jobs(feed(s, context="c", type="text", text="Have you ever wondered why"))
+    assert first.job.segment.text == "Have "
+    assert (first.job.left_context, first.job.right_context) == ("", "")
+
+
+def test_under_load_a_segment_behind_its_deadline_is_said_without_context() -> None:
+    from speakstream.protocol.listener import Capacity, EngineSpeed
+
+    def second_job(active: int) -> Synthesize:
+        speed = EngineSpeed()
+        capacity = Capacity(workers=2, speed=speed, fraction=1.0, active=active)
+        s = make_session(word_timings=True, speed=speed, capacity=capacity)
+        feed(s, type="start", context="c")
+        [first] = jobs(feed(s, 0.0, context="c", type="text", text="Have you ever wondered "))
+        s.job_audio(first.job.job_id, "a", 100.0, 0.05)  # 100 ms of audio from 0.05 s
+        out = s.job_finished(first.job.job_id, 0.0, 0.0, 0.06)  # (speed model unchanged)
+        # long after the listener ran dry, the rest of the sentence arrives
+        out += feed(s, 5.0, context="c", type="text", text="why the sky is orange? ")
+        [second] = jobs(out)
+        return second
+
+    idle = second_job(active=0)  # the engine has room: the words before are carried
+    assert idle.job.left_context == "Have "
+    # more than half the listeners the engine can feed: every one waits on this work
+    limit = Capacity(workers=2, speed=EngineSpeed(), fraction=1.0).listeners_limit
+    loaded = second_job(active=limit // 2 + 1)
+    assert (loaded.job.left_context, loaded.job.right_context) == ("", "")

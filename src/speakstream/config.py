@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
 from speakstream.audio.seams import SeamPolicy
+from speakstream.engines.chatterbox.options import ChatterboxOptions
 from speakstream.protocol.errors import SpeakstreamError
 from speakstream.protocol.outputs import SessionConfig
 from speakstream.segmenter import SegmenterPolicy
@@ -35,6 +36,7 @@ T = TypeVar("T")
 _SEGMENTER = SegmenterPolicy()
 _SEAMS = SeamPolicy()
 _SESSION = SessionConfig(voices={"-": 1}, default_voice="-", encodings=frozenset())
+_CHATTERBOX = ChatterboxOptions()
 
 
 def setting(
@@ -62,11 +64,96 @@ class Settings:
     wyoming_port: int = setting(
         0, "TCP port of the Wyoming listener (Home Assistant's protocol); 0: off", 0, 65535
     )
-    engine: str = setting("piper", "speech engine", choices=("piper", "fake"))
+    engine: str = setting("piper", "speech engine", choices=("piper", "fake", "chatterbox"))
     voice: str = setting("", "default voice (empty: the engine's first voice)")
     voices_dir: str = setting("", "directory with more Piper voices (NAME.onnx + NAME.onnx.json)")
     engine_threads: int = setting(
         0, "ONNX Runtime threads for a lone request (0: all cores)", 0, 256
+    )
+    # the chatterbox engine (docs/chatterbox.md); they reach it as EngineSettings.options
+    chatterbox_checkpoint_dir: str = setting(
+        _CHATTERBOX.checkpoint_dir,
+        "chatterbox: directory with ve/t3_cfg/s3gen .safetensors, tokenizer.json (+ conds.pt)",
+        name="chatterbox.checkpoint_dir",
+    )
+    chatterbox_device: str = setting(
+        _CHATTERBOX.device, "chatterbox: auto, cpu, cuda, cuda:N or mps", name="chatterbox.device"
+    )
+    chatterbox_preload: bool = setting(
+        _CHATTERBOX.preload,
+        "chatterbox: load the model at start (false: on the first segment)",
+        name="chatterbox.preload",
+    )
+    chatterbox_reference_wav: str = setting(
+        _CHATTERBOX.reference_wav,
+        "chatterbox: a recording to clone as the voice 'reference'",
+        name="chatterbox.reference_wav",
+    )
+    chatterbox_exaggeration: float = setting(
+        _CHATTERBOX.exaggeration,
+        "chatterbox: emotion intensity",
+        0.0,
+        2.0,
+        name="chatterbox.exaggeration",
+    )
+    chatterbox_cfg_weight: float = setting(
+        _CHATTERBOX.cfg_weight,
+        "chatterbox: guidance weight (0: none, faster)",
+        0.0,
+        2.0,
+        name="chatterbox.cfg_weight",
+    )
+    chatterbox_temperature: float = setting(
+        _CHATTERBOX.temperature,
+        "chatterbox: sampling temperature",
+        0.05,
+        5.0,
+        name="chatterbox.temperature",
+    )
+    chatterbox_max_new_tokens: int = setting(
+        _CHATTERBOX.max_new_tokens,
+        "chatterbox: speech tokens per segment at most (25 a second)",
+        1,
+        4096,
+        name="chatterbox.max_new_tokens",
+    )
+    chatterbox_seed: int = setting(
+        _CHATTERBOX.seed,
+        "chatterbox: sampling seed (0: a fresh one per segment)",
+        0,
+        2**31 - 1,
+        name="chatterbox.seed",
+    )
+    chatterbox_stream: bool = setting(
+        _CHATTERBOX.stream,
+        "chatterbox: vocode in pieces inside a sentence",
+        name="chatterbox.stream",
+    )
+    chatterbox_cfm_steps: int = setting(
+        _CHATTERBOX.cfm_steps,
+        "chatterbox: flow-matching steps per decode",
+        1,
+        100,
+        name="chatterbox.cfm_steps",
+    )
+    chatterbox_upload_dir: str = setting(
+        _CHATTERBOX.upload_dir,
+        "chatterbox: where POST /v1/voices stores reference recordings (empty: uploads off)",
+        name="chatterbox.upload_dir",
+    )
+    chatterbox_upload_max_bytes: int = setting(
+        _CHATTERBOX.upload_max_bytes,
+        "chatterbox: largest upload body",
+        1000,
+        100_000_000,
+        name="chatterbox.upload_max_bytes",
+    )
+    chatterbox_upload_max_s: float = setting(
+        _CHATTERBOX.upload_max_s,
+        "chatterbox: longest uploaded recording (seconds)",
+        1.0,
+        600.0,
+        name="chatterbox.upload_max_s",
     )
     bidirectional_streaming_enabled: bool = setting(
         True,
@@ -260,6 +347,15 @@ class Settings:
     )
     ssl_certfile: str = setting("", "TLS certificate (PEM) to serve https/wss directly")
     ssl_keyfile: str = setting("", "TLS private key (PEM) of ssl_certfile")
+
+    def engine_options(self) -> dict[str, Any]:
+        """The configured engine's own settings (``<engine>.*``), named without the prefix."""
+        prefix = f"{self.engine}."
+        return {
+            key.name[len(prefix) :]: getattr(self, key.attr)
+            for key in KEYS
+            if key.name.startswith(prefix)
+        }
 
     def replace(self, **changes: Any) -> Settings:
         unknown = set(changes) - {f.name for f in fields(self)}

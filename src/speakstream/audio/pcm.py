@@ -46,11 +46,15 @@ class WordTiming:
 @dataclass(frozen=True, slots=True)
 class PcmChunk:
     """Mono float32 samples in [-1, 1] at ``sample_rate_hz``; ``words`` when the engine
-    knows which words of the segment this audio speaks (and when)."""
+    knows which words of the segment this audio speaks (and when); ``continues`` when the
+    engine's next chunk goes on with the same sentence."""
 
     samples: FloatArray
     sample_rate_hz: int
     words: tuple[WordTiming, ...] = ()
+    # the engine's next chunk continues this one (one sentence streamed in pieces): the
+    # seams join them as they are, with no trim, fade or pause between
+    continues: bool = False
 
     def __post_init__(self) -> None:
         if self.samples.dtype != np.float32 or self.samples.ndim != 1:

@@ -4,9 +4,9 @@ The engine spoke ``left + segment + right`` (see ``protocol/carry.py``); ``keep_
 keeps the audio of the characters ``[start_char, end_char)``, cut at word boundaries from
 the engine's word timings. Each cut goes at the quietest 5 ms in the half of the gap (the timed
 space between the last context word and the first kept one, or the last kept word and the
-first context word after it) next to the kept word, widened by ``search_ms`` into it
-(phoneme timings are frame-exact, the sound of a word's edge is not): what leaks of a
-context word's release is at most half the gap; the seams
+first context word after it) next to the kept word, and at most ``max_leak_ms`` from it,
+widened by ``search_ms`` into it (phoneme timings are frame-exact, the sound of a word's
+edge is not): what is kept of the gap is at most half of it and ``max_leak_ms``; the seams
 (``audio/seams.py``) then fade both ends. The kept chunks' word timings are rebased to the
 segment's text and to the kept audio. Chunks (sentences) wholly in the context are
 dropped; once a chunk past the span starts, the engine is not asked for more.
@@ -42,7 +42,11 @@ def _to_samples(ms: float, rate_hz: int) -> int:
 
 
 def keep_span(
-    chunks: Iterable[PcmChunk], start_char: int, end_char: int, search_ms: float = 8.0
+    chunks: Iterable[PcmChunk],
+    start_char: int,
+    end_char: int,
+    search_ms: float = 8.0,
+    max_leak_ms: float = 30.0,
 ) -> Iterator[PcmChunk]:
     """The audio of ``[start_char, end_char)`` of the spoken text, word timings rebased."""
     started = False
@@ -63,18 +67,21 @@ def keep_span(
         rate = chunk.sample_rate_hz
         samples = chunk.samples
         search = _to_samples(search_ms, rate)
+        leak = _to_samples(max_leak_ms, rate)
         lo = 0
         if before:
             gap_lo = _to_samples(before[-1].end_ms, rate)
             gap_hi = _to_samples(kept[0].start_ms, rate)
-            mid = (gap_lo + max(gap_lo, gap_hi)) // 2
-            lo = quietest_point(samples, mid, max(gap_lo, gap_hi) + search, rate)
+            gap_hi = max(gap_lo, gap_hi)
+            nearest = max((gap_lo + gap_hi) // 2, gap_hi - leak)
+            lo = quietest_point(samples, nearest, gap_hi + search, rate)
         hi = samples.size
         if after:
             gap_lo = _to_samples(kept[-1].end_ms, rate)
             gap_hi = _to_samples(after[0].start_ms, rate)
-            mid = (gap_lo + max(gap_lo, gap_hi)) // 2
-            hi = quietest_point(samples, gap_lo - search, mid, rate)
+            gap_hi = max(gap_lo, gap_hi)
+            nearest = min((gap_lo + gap_hi) // 2, gap_lo + leak)
+            hi = quietest_point(samples, gap_lo - search, nearest, rate)
         hi = max(hi, lo)
         shift_ms = -1000.0 * lo / rate
         limit_ms = 1000.0 * (hi - lo) / rate

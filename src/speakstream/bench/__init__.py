@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "load": "speakstream.bench.load:run",
     "compat": "speakstream.bench.compat:run",
     "wyoming": "speakstream.bench.wyoming:run",
+    "chatterbox": "speakstream.bench.chatterbox:run",
 }
 DEFAULT_BENCHMARK = "latency"
 

@@ -41,7 +41,14 @@ class EngineCapabilities:
 
 @dataclass(frozen=True, slots=True)
 class SynthesisOptions:
+    """Per-call options. ``speed`` every engine honours; the rest are for engines that
+    have them (Chatterbox), None meaning the engine's configured default."""
+
     speed: float = 1.0
+    exaggeration: float | None = None  # emotion intensity (Chatterbox)
+    cfg_weight: float | None = None  # classifier-free guidance weight, 0 = none (Chatterbox)
+    temperature: float | None = None  # sampling temperature (Chatterbox)
+    seed: int | None = None  # sampling seed, for reproducible output (Chatterbox)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from speakstream.engines.base import Engine, EngineLoadError, EngineSettings
 _ENGINES: dict[str, str] = {
     "piper": "speakstream.engines.piper:PiperEngine",
     "fake": "speakstream.engines.fake:FakeEngine",
+    "chatterbox": "speakstream.engines.chatterbox.engine:ChatterboxEngine",
 }
 ENGINE_NAMES = tuple(_ENGINES)
 

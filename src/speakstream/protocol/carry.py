@@ -17,7 +17,9 @@ dB (floor 12.4; "the" was as good but espeak joins it to "in", "of", "on"...).
 Context never crosses a sentence end (what is before it was spoken with its own final
 intonation anyway) and is only added where the cut is plain: right words only when the
 segment ends without punctuation (a clause mark already tells the engine to go on), left
-words only when the text before it did not end a sentence. Pure functions on text.
+words only when the text before it did not end a sentence. And only as much as the
+engine can afford (``affordable``): context never delays audio past the listener's
+deadline or a first segment past its budget. Pure functions.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from speakstream.protocol.listener import EngineSpeed
 from speakstream.segmenter import Boundary, boundary_after
 
 _TOKEN = re.compile(r"\S+\s*")
@@ -110,3 +113,16 @@ def _complete_words(after: str, policy: CarryPolicy, *, text_complete: bool) -> 
         if words == policy.right_words or boundary_after(token.group()) is not Boundary.WORD:
             break
     return after[:end].rstrip()
+
+
+def affordable(carried: Carried, speed: EngineSpeed, slack_ms: float) -> Carried:
+    """``carried`` as far as the engine can say it in ``slack_ms`` on top of the segment
+    (forecast from its measured speed): both sides, else the left one (it shapes more of
+    the segment), else the right one, else none. Context never makes audio late: a
+    segment already behind its listener's deadline, or a first segment with its budget
+    spent, is said alone."""
+    per_char_ms = speed.ms_per_char
+    for option in (carried, Carried(left=carried.left), Carried(right=carried.right)):
+        if per_char_ms * (len(option.left) + len(option.right)) <= slack_ms:
+            return option
+    return NO_CONTEXT

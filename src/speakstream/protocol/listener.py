@@ -50,13 +50,20 @@ class EngineSpeed:
         s[3] += weight * x * x
         s[4] += weight * x * y
 
-    def observe(self, chars: int, synthesis_ms: float, audio_ms: float) -> None:
+    def observe(
+        self, chars: int, synthesis_ms: float, audio_ms: float, spoken_chars: int | None = None
+    ) -> None:
+        """One job: the engine took ``synthesis_ms`` for ``chars`` characters, of which
+        ``spoken_chars`` (all, if None) made the ``audio_ms`` sent (the others were context
+        words, said and not kept)."""
         if chars <= 0 or synthesis_ms <= 0:
             return
         self._add(float(chars), synthesis_ms, 1.0)
         if audio_ms > 0:
             self._audio_ms = self.decay * self._audio_ms + audio_ms
-            self._audio_chars = self.decay * self._audio_chars + chars
+            self._audio_chars = self.decay * self._audio_chars + (
+                chars if spoken_chars is None else spoken_chars
+            )
 
     @property
     def ms_per_char(self) -> float:

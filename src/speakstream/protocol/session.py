@@ -16,12 +16,13 @@ are over (``protocol.finished``).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import deque
 from collections.abc import Sequence
 from enum import Enum, auto
 from typing import Any
 
-from speakstream.protocol.carry import NO_CONTEXT
+from speakstream.protocol.carry import NO_CONTEXT, affordable
 from speakstream.protocol.errors import (
     ClientVisibleError,
     CloseCode,
@@ -184,8 +185,10 @@ class Session:
             return []
         ctx = self._contexts[job.spec.context]
         job.state = JobState.FINISHED
-        seg = job.spec.segment
-        self.config.speed.observe(seg.end - seg.start, 1000.0 * synthesis_s, job.audio_ms)
+        spec = job.spec
+        own_chars = spec.segment.end - spec.segment.start
+        engine_chars = own_chars + len(spec.left_context) + len(spec.right_context)
+        self.config.speed.observe(engine_chars, 1000.0 * synthesis_s, job.audio_ms, own_chars)
         ctx.metrics.synthesis_ms += 1000.0 * synthesis_s
         ctx.metrics.queue_ms += 1000.0 * queue_s
         return self._after_job(ctx, now_s)
@@ -382,7 +385,10 @@ class Session:
             self._in_flight += 1
             ctx = self._contexts[job.spec.context]
             start_by_s = ctx.start_by_s(job, cfg.speed, cfg.playback_low_water_ms, now_s)
-            carried = ctx.carried(job, cfg.carry) if cfg.word_timings else NO_CONTEXT
+            carried = NO_CONTEXT
+            if cfg.word_timings:
+                slack_ms = self._carry_slack_ms(job, start_by_s, now_s)
+                carried = affordable(ctx.carried(job, cfg.carry), cfg.speed, slack_ms)
             job.spec = dataclasses.replace(
                 job.spec,
                 start_by_s=start_by_s,
@@ -390,6 +396,21 @@ class Session:
                 right_context=carried.right,
             )
             out.append(Synthesize(job.spec))
+
+    def _carry_slack_ms(self, job: Job, start_by_s: float, now_s: float) -> float:
+        """Engine time ``job`` may spend on context words: a first segment, what its
+        budget leaves; a later one, what its listener's deadline leaves (with half the
+        safety margin), and any while the server is lightly loaded (its extra work then
+        delays no one, and a listener who already ran dry waits a few ms more for
+        speech that sounds right)."""
+        cfg = self.config
+        if job.spec.first:
+            chars = job.spec.segment.end - job.spec.segment.start
+            return cfg.first_segment_budget_ms - cfg.speed.synthesis_ms(chars)
+        capacity = cfg.capacity
+        if capacity is None or 2 * capacity.active <= capacity.listeners_limit:
+            return math.inf
+        return 1000.0 * (start_by_s - now_s) + cfg.playback_low_water_ms / 2
 
     def _after_job(self, ctx: ContextStream, now_s: float) -> list[Output]:
         out: list[Output] = []

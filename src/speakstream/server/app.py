@@ -22,7 +22,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from speakstream.config import Settings
 from speakstream.engines.base import Engine
-from speakstream.server import compat
+from speakstream.server import compat, voice_upload
 from speakstream.server.admission import serve_websocket
 from speakstream.server.auth import GateMiddleware, issue_token
 from speakstream.server.compat import wyoming
@@ -133,6 +133,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             Route("/readyz", ready),
             Route("/metrics", metrics),
             Route("/v1/tokens", issue_token, methods=["POST"]),
+            *voice_upload.routes(runtime),  # POST /v1/voices (chatterbox voice cloning)
             Route("/", index),
             Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"),
         ],

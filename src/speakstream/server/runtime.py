@@ -73,7 +73,7 @@ def engine_settings(settings: Settings, options: dict[str, Any] | None = None) -
         default_voice=settings.voice or None,
         voices_dir=Path(settings.voices_dir) if settings.voices_dir else None,
         threads=settings.engine_threads or None,
-        options=options or {},
+        options=options or settings.engine_options(),
     )
 
 
