@@ -566,3 +566,19 @@ def test_under_load_a_segment_behind_its_deadline_is_said_without_context() -> N
     limit = Capacity(workers=2, speed=EngineSpeed(), fraction=1.0).listeners_limit
     loaded = second_job(active=limit // 2 + 1)
     assert (loaded.job.left_context, loaded.job.right_context) == ("", "")
+
+
+def test_engine_options_reach_every_job_and_are_refused_by_an_engine_without_them() -> None:
+    s = make_session(engine_options=frozenset({"exaggeration", "seed"}))
+    feed(s, type="start", context="c", exaggeration=0.9, seed=7)
+    out = feed(s, context="c", type="text", text="Hello there. How are you?")
+    out += feed(s, context="c", type="end")
+    assert jobs(out)
+    assert all(dict(j.job.engine_options) == {"exaggeration": 0.9, "seed": 7} for j in jobs(out))
+    # Piper has none of them: asked anyway, the context is refused with a clear reason
+    piper = make_session()
+    out = feed(piper, type="start", context="p", temperature=0.7)
+    [error] = [m for m in sends(out) if m["type"] == "error"]
+    assert error["code"] == "invalid_message" and error["context"] == "p"
+    assert "'temperature'" in error["message"] and "none" in error["message"]
+    assert not any(isinstance(o, OpenStream) for o in out)

@@ -46,6 +46,19 @@ class SegmentDone:
     queue_s: float
 
 
+def synthesis_options(job: SynthesisJob) -> SynthesisOptions:
+    """The engine's options for ``job``: its speed and the engine options its context asked."""
+    asked = dict(job.engine_options)
+    seed = asked.pop("seed", None)
+    return SynthesisOptions(
+        speed=job.speed,
+        exaggeration=asked.get("exaggeration"),
+        cfg_weight=asked.get("cfg_weight"),
+        temperature=asked.get("temperature"),
+        seed=None if seed is None else int(seed),
+    )
+
+
 class Synthesizer:
     def __init__(
         self, engine: Engine, pool: EnginePool, seams: SeamPolicy, timeout_s: float
@@ -61,7 +74,7 @@ class Synthesizer:
         own words are kept."""
         own = job.segment.text
         text = f"{job.left_context}{own}{job.right_context}".translate(_CONTROL_TO_SPACE)
-        raw = self.engine.synthesize(text, job.voice, SynthesisOptions(job.speed))
+        raw = self.engine.synthesize(text, job.voice, synthesis_options(job))
         if job.left_context or job.right_context:
             start = len(job.left_context)
             raw = keep_span(raw, start, start + len(own))

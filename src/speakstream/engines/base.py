@@ -31,6 +31,8 @@ class EngineCapabilities:
     default_voice: str
     streams_within_sentence: bool
     word_timings: bool
+    # the per-context options beyond speed it honours (``SynthesisOptions`` fields)
+    options: tuple[str, ...] = ()
 
     def voice(self, name: str) -> VoiceInfo | None:
         for info in self.voices:

@@ -106,7 +106,16 @@ CHUNKING_OPTIONS: tuple[ChunkingOption, ...] = (
     ),
 )
 
-START_OPTIONS: tuple[Option, ...] = STREAM_OPTIONS + CHUNKING_OPTIONS
+# Options only some engines have (``ready.capabilities.options`` lists the engine's own);
+# asked of an engine without them, they are refused, never silently ignored.
+ENGINE_OPTIONS: tuple[Option, ...] = (
+    Option("exaggeration", float, 0.0, 2.0, "Chatterbox: emotion intensity, 0.5 neutral"),
+    Option("cfg_weight", float, 0.0, 1.0, "Chatterbox: guidance weight, 0 none"),
+    Option("temperature", float, 0.05, 5.0, "Chatterbox: sampling temperature"),
+    Option("seed", int, 0, 2**31 - 1, "Chatterbox: sampling seed, for repeatable speech"),
+)
+
+START_OPTIONS: tuple[Option, ...] = STREAM_OPTIONS + ENGINE_OPTIONS + CHUNKING_OPTIONS
 
 
 def apply_chunking(policy: SegmenterPolicy, overrides: Mapping[str, Value]) -> SegmenterPolicy:

@@ -52,6 +52,7 @@ class SessionConfig:
     # (unsupported_bit_rate) for a bit rate the encoding cannot be made at, at that rate.
     check_bit_rate: Callable[[str, int, int], None] = no_bit_rate
     word_timings: bool = False  # the engine reports word timings: `alignment` may be asked
+    engine_options: frozenset[str] = frozenset()  # the ``ENGINE_OPTIONS`` the engine has
     # natural cuts: the margin kept between a segment's forecast arrival and the moment
     # its listener would run dry; eager cuts: cut whole words when the audio released has
     # this little left to play (0: off)
@@ -91,6 +92,7 @@ class SynthesisJob:
     # kept (``protocol/carry.py``): set when it is dispatched
     left_context: str = ""
     right_context: str = ""
+    engine_options: tuple[tuple[str, float], ...] = ()  # (name, value), ``ENGINE_OPTIONS``
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from speakstream.protocol.errors import ClientVisibleError, ErrorCode, ProtocolE
 from speakstream.protocol.listener import EngineSpeed, Listener, OnTheWay
 from speakstream.protocol.messages import StartMessage
 from speakstream.protocol.metrics import ContextMetrics
+from speakstream.protocol.options import ENGINE_OPTIONS
 from speakstream.protocol.outputs import (
     Audio,
     CloseStream,
@@ -107,6 +108,22 @@ class StreamFormat:
     volume: float = 1.0
     alignment: bool = False
     bit_rate_kbps: int | None = None  # a compressed encoding's; None: the codec's default
+    # options only some engines have (``ENGINE_OPTIONS``), as asked: (name, value)
+    engine_options: tuple[tuple[str, float], ...] = ()
+
+
+def _engine_options(message: StartMessage, cfg: SessionConfig) -> tuple[tuple[str, float], ...]:
+    asked = [(o.name, message.number_option(o.name)) for o in ENGINE_OPTIONS]
+    chosen = tuple((name, value) for name, value in asked if value is not None)
+    for name, _ in chosen:
+        if name not in cfg.engine_options:
+            has = ", ".join(sorted(cfg.engine_options)) or "none"
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE,
+                f"option {name!r} needs an engine that has it; this server's engine has: {has}",
+                message.context,
+            )
+    return chosen
 
 
 def stream_format(message: StartMessage, cfg: SessionConfig) -> tuple[StreamFormat, int]:
@@ -156,6 +173,7 @@ def stream_format(message: StartMessage, cfg: SessionConfig) -> tuple[StreamForm
         volume=1.0 if volume is None else volume,
         alignment=alignment,
         bit_rate_kbps=bit_rate_kbps,
+        engine_options=_engine_options(message, cfg),
     )
     return fmt, native_hz
 
@@ -207,6 +225,7 @@ class ContextStream:
                 segment=segment,
                 voice=self.format.voice,
                 speed=self.format.speed,
+                engine_options=self.format.engine_options,
                 volume=self.format.volume,
                 pause_before=Boundary.WORD if first else self._last_boundary,
                 first=first,

@@ -122,6 +122,7 @@ class Runtime:
             resolve_rate_hz=session_rate_hz,
             check_bit_rate=session_check_bit_rate,
             word_timings=caps.word_timings,
+            engine_options=frozenset(caps.options),
             playback_low_water_ms=settings.playback_low_water_ms,
             first_segment_budget_ms=settings.first_segment_budget_ms,
             carry=CarryPolicy(
@@ -157,6 +158,7 @@ class Runtime:
                     "streams_within_sentence": caps.streams_within_sentence,
                     "word_timings": caps.word_timings,
                     "alignment": caps.word_timings,
+                    "options": list(caps.options),
                 },
                 "server_limits": {
                     "max_message_bytes": settings.max_message_bytes,

@@ -117,6 +117,7 @@ class ChatterboxEngine:
             default_voice=default,
             streams_within_sentence=self.options.stream,
             word_timings=False,
+            options=("exaggeration", "cfg_weight", "temperature", "seed"),
         )
         self.schedule = ChunkSchedule(
             first_chunk_tokens=self.options.first_chunk_tokens
