@@ -151,6 +151,7 @@ class EnginePool:
         clock: JobClock,
         owner: Hashable = None,
         start_by_s: float = 0.0,
+        on_cancel: Callable[[], None] | None = None,
     ) -> AsyncGenerator[PcmChunk, None]:
         """Run ``make_chunks`` (the engine, and what shapes its output) in a worker thread,
         yielding chunks as they come.
@@ -160,6 +161,8 @@ class EnginePool:
         (a connection) is what the pool's fairness counts; None: the job's own.
         ``start_by_s`` (``time.monotonic``): when the job must start at the latest; the
         waiting job with the earliest goes first (then first segments, then arrival).
+        ``on_cancel``: called (on the loop) when the caller stops before the work is done,
+        so an engine can stop inside a chunk rather than at the next one.
         """
         loop = asyncio.get_running_loop()
         clock.queued_s = time.monotonic()
@@ -213,6 +216,8 @@ class EnginePool:
                 yield item
         finally:
             cancel.set()
+            if on_cancel is not None and not future.done():
+                on_cancel()
 
     def close(self) -> None:
         for waiter in self._waiters:

@@ -9,7 +9,7 @@ ends with how long the job waited and ran. The first chunk carries the job's tim
 (``audio/span.py``). Control characters reach the engine as spaces. Failures become ``SynthesisError``s with their client-visible code:
 ``synthesis_timeout`` past ``timeout_s``, ``synthesis_failed`` for an engine exception
 (logged here, with its traceback, once). Closing the iterator stops the job: its worker
-thread stops at the next chunk.
+thread stops at the next chunk, or at once where the engine's stream has ``cancel()``.
 """
 
 from __future__ import annotations
@@ -68,13 +68,14 @@ class Synthesizer:
         self.seams = seams
         self.timeout_s = timeout_s
 
-    def _chunks(self, job: SynthesisJob) -> Iterator[PcmChunk]:
+    def _chunks(self, job: SynthesisJob, started: list[Iterator[PcmChunk]]) -> Iterator[PcmChunk]:
         """Runs in the worker thread: the engine's audio, shaped for its seams. With
         context words around the segment, the engine says them too and only the segment's
         own words are kept."""
         own = job.segment.text
         text = f"{job.left_context}{own}{job.right_context}".translate(_CONTROL_TO_SPACE)
         raw = self.engine.synthesize(text, job.voice, synthesis_options(job))
+        started.append(raw)
         if job.left_context or job.right_context:
             start = len(job.left_context)
             raw = keep_span(raw, start, start + len(own))
@@ -87,13 +88,24 @@ class Synthesizer:
     ) -> AsyncIterator[SegmentChunk | SegmentDone]:
         """``owner``: whose job it is (a connection), for the pool's fairness."""
         clock = JobClock()
+        started: list[Iterator[PcmChunk]] = []  # the engine's stream, once it exists
+
+        def stop_engine() -> None:
+            """A cancel reaches an engine whose stream can stop mid-chunk (Chatterbox:
+            at its next token); any other stops at its next chunk."""
+            for stream in started:
+                cancel = getattr(stream, "cancel", None)
+                if callable(cancel):
+                    cancel()
+
         chunks = self.pool.stream(
-            lambda: self._chunks(job),
+            lambda: self._chunks(job, started),
             first=job.first,
             timeout_s=self.timeout_s,
             clock=clock,
             owner=owner,
             start_by_s=job.start_by_s,
+            on_cancel=stop_engine,
         )
         try:
             async with contextlib.aclosing(chunks):

@@ -67,7 +67,9 @@ class Engine(Protocol):
     """A blocking synthesizer. ``synthesize`` runs in a worker thread, never on the loop.
 
     It must be safe to call from several threads at once (the server shares one engine
-    across all connections). The caller may stop iterating at any chunk to cancel.
+    across all connections). The caller may stop iterating at any chunk to cancel; an
+    engine that can stop sooner returns an iterator with a ``cancel()`` method (callable
+    from any thread), which is called as soon as its job is cancelled.
     """
 
     @property
