@@ -26,8 +26,10 @@ LONG_TEXT = " ".join(
     for i in range(30)
 )
 # Tolerance against the native endpoint's duration for the same text: Piper's durations
-# vary a few percent between runs, and codecs add priming and padding.
-REL_TOLERANCE = 0.07
+# vary a few percent between runs, where a sentence is cut depends on timing (the
+# listener's deadlines: under load, more cuts), and codecs add priming and padding.
+# Measured: 8.6 % apart once on a loaded machine; a lost or doubled sentence is 40 %+.
+REL_TOLERANCE = 0.12
 PADDING_S = 0.15
 
 
