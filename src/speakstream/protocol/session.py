@@ -400,17 +400,16 @@ class Session:
     def _carry_slack_ms(self, job: Job, start_by_s: float, now_s: float) -> float:
         """Engine time ``job`` may spend on context words: a first segment, what its
         budget leaves; a later one, what its listener's deadline leaves (with half the
-        safety margin), and any while the server is lightly loaded (its extra work then
-        delays no one, and a listener who already ran dry waits a few ms more for
-        speech that sounds right)."""
+        safety margin). A listener already past its deadline while its context is the
+        only one speaking is waiting for text, not for the engine (a typist): the few
+        ms more buy speech that sounds right, and delay no one else."""
         cfg = self.config
         if job.spec.first:
             chars = job.spec.segment.end - job.spec.segment.start
             return cfg.first_segment_budget_ms - cfg.speed.synthesis_ms(chars)
-        capacity = cfg.capacity
-        if capacity is None or 2 * capacity.active <= capacity.listeners_limit:
-            return math.inf
-        return 1000.0 * (start_by_s - now_s) + cfg.playback_low_water_ms / 2
+        slack_ms = 1000.0 * (start_by_s - now_s) + cfg.playback_low_water_ms / 2
+        alone = cfg.capacity is None or cfg.capacity.active <= 1
+        return math.inf if slack_ms < 0 and alone else slack_ms
 
     def _after_job(self, ctx: ContextStream, now_s: float) -> list[Output]:
         out: list[Output] = []
