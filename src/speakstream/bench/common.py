@@ -57,6 +57,19 @@ async def server_process(*flags: str) -> AsyncIterator[str]:
         yield url
 
 
+async def stop_process(proc: asyncio.subprocess.Process, grace_s: float = 10.0) -> None:
+    """Terminate ``proc`` and wait for it; kill it if it is still there after ``grace_s``.
+    One that exited already is left alone (it cannot be signalled)."""
+    if proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), grace_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
 @contextlib.asynccontextmanager
 async def server_with_pid(
     *flags: str, log_to: Path | None = None
@@ -91,13 +104,7 @@ async def server_with_pid(
                 await asyncio.sleep(0.2)
         yield url, proc.pid
     finally:
-        if proc.returncode is None:  # one that exited already cannot be signalled
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_process(proc)
         if log is not None:
             log.close()
 

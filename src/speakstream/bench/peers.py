@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from speakstream.bench.common import free_port
+from speakstream.bench.common import free_port, stop_process
 
 VOICE = "en_US-joe-medium"
 PEERS_PYTHON_ENV = "BENCH_PEERS_PYTHON"
@@ -110,13 +110,7 @@ async def _process(
                 await asyncio.sleep(0.3)
         yield Peer(kind, "127.0.0.1", port, proc.pid)
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_process(proc)
         if log_to is not None and not isinstance(log, int):
             log.close()
 
