@@ -190,23 +190,26 @@ def _spoken_words_of(voice: Any, text: str) -> list[str]:
 
 
 class _Phonemes:
-    """What the word aligner asks of espeak, remembered (bounded): how many spoken words
-    a token makes ("$29.95": 6, "—": 0), and whether two neighbours become one ("in the")."""
+    """What the word aligner asks of espeak, remembered (bounded): the spoken words a token
+    makes ("$29.95": 6, "—": none), and whether two neighbours become one ("in the")."""
 
     MAX_ENTRIES = 8192
 
     def __init__(self, voice: Any) -> None:
         self._voice = voice
-        self._counts: dict[str, int] = {}
+        self._words: dict[str, list[str]] = {}
         self._merges: dict[tuple[str, str], float | None] = {}
 
-    def count(self, token: str) -> int:
-        found = self._counts.get(token)
+    def words(self, token: str) -> list[str]:
+        found = self._words.get(token)
         if found is None:
-            if len(self._counts) >= self.MAX_ENTRIES:
-                self._counts.clear()
-            found = self._counts[token] = len(_spoken_words_of(self._voice, token))
+            if len(self._words) >= self.MAX_ENTRIES:
+                self._words.clear()
+            found = self._words[token] = _spoken_words_of(self._voice, token)
         return found
+
+    def count(self, token: str) -> int:
+        return len(self.words(token))
 
     def merge(self, token: str, next_token: str) -> float | None:
         """None: two spoken word groups; else the first token's share of the joint word
@@ -217,11 +220,9 @@ class _Phonemes:
         if len(self._merges) >= self.MAX_ENTRIES:
             self._merges.clear()
         share: float | None = None
-        apart = self.count(token) + self.count(next_token)
-        if len(_spoken_words_of(self._voice, f"{token} {next_token}")) < apart:
-            first = _spoken_words_of(self._voice, token)[-1]
-            second = _spoken_words_of(self._voice, next_token)[0]
-            share = len(first) / (len(first) + len(second))
+        first, second = self.words(token), self.words(next_token)
+        if len(_spoken_words_of(self._voice, f"{token} {next_token}")) < len(first) + len(second):
+            share = len(first[-1]) / (len(first[-1]) + len(second[0]))
         self._merges[key] = share
         return share
 
