@@ -6,8 +6,9 @@ ends with how long the job waited and ran. The first chunk carries the job's tim
 (time waiting for a worker, engine time to first audio), on the session's clock
 (``time.monotonic``). A job with context words (``left_context``, ``right_context``: see
 ``protocol/carry.py``) has the engine say them too and keeps only the segment's own audio
-(``audio/span.py``). Control characters reach the engine as spaces. Failures become ``SynthesisError``s with their client-visible code:
-``synthesis_timeout`` past ``timeout_s``, ``synthesis_failed`` for an engine exception
+(``audio/span.py``). Control characters reach the engine as spaces. Failures become
+``SynthesisError``s with their client-visible code: ``synthesis_timeout`` past
+``timeout_s``, ``synthesis_failed`` for an engine exception
 (logged here, with its traceback, once). Closing the iterator stops the job: its worker
 thread stops at the next chunk, or at once where the engine's stream has ``cancel()``.
 """
