@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -47,7 +48,12 @@ class GatedEngine:
 
 
 async def collect(
-    pool: EnginePool, text: str, first: bool = False, timeout_s: float = 10, owner: object = None
+    pool: EnginePool,
+    text: str,
+    first: bool = False,
+    timeout_s: float = 10,
+    owner: object = None,
+    start_by_s: float = 0.0,
 ) -> int:
     clock = JobClock()
     n = 0
@@ -57,6 +63,7 @@ async def collect(
         timeout_s=timeout_s,
         clock=clock,
         owner=owner,
+        start_by_s=start_by_s,
     ):
         n += 1
     assert clock.finished_s is not None and clock.first_chunk_after_s is not None
@@ -141,7 +148,8 @@ async def test_later_segments_wait_while_a_first_segment_runs() -> None:
     try:
         first = asyncio.create_task(collect(pool, "first", first=True))
         await wait_for(lambda: engine.started == ["first"])
-        later = asyncio.create_task(collect(pool, "later"))
+        not_due_s = time.monotonic() + 60.0
+        later = asyncio.create_task(collect(pool, "later", start_by_s=not_due_s))
         other_first = asyncio.create_task(collect(pool, "other-first", first=True))
         await wait_for(lambda: len(engine.started) == 2)
         assert engine.started == ["first", "other-first"]  # the free slot went to a first segment
@@ -150,6 +158,40 @@ async def test_later_segments_wait_while_a_first_segment_runs() -> None:
             engine.gate(text).set()
         await asyncio.gather(first, later, other_first)
         assert engine.started[-1] == "later"
+    finally:
+        pool.close()
+
+
+async def test_a_later_segment_that_is_due_starts_while_a_first_segment_runs() -> None:
+    # Under load the rule above made a second segment already due wait for other
+    # contexts' first segments, and its listener ran dry (issue 11).
+    engine = GatedEngine()
+    pool = EnginePool(engine, max_workers=2)
+    try:
+        first = asyncio.create_task(collect(pool, "first", first=True))
+        await wait_for(lambda: engine.started == ["first"])
+        due = asyncio.create_task(collect(pool, "due", start_by_s=time.monotonic() - 0.01))
+        await wait_for(lambda: engine.started == ["first", "due"])
+        for text in ("first", "due"):
+            engine.gate(text).set()
+        await asyncio.gather(first, due)
+    finally:
+        pool.close()
+
+
+async def test_a_held_back_later_segment_starts_when_it_becomes_due() -> None:
+    engine = GatedEngine()
+    pool = EnginePool(engine, max_workers=2)
+    try:
+        first = asyncio.create_task(collect(pool, "first", first=True))
+        await wait_for(lambda: engine.started == ["first"])
+        due_s = time.monotonic() + 0.2
+        later = asyncio.create_task(collect(pool, "later", start_by_s=due_s))
+        await wait_for(lambda: engine.started == ["first", "later"])  # the first still runs
+        assert time.monotonic() >= due_s
+        for text in ("first", "later"):
+            engine.gate(text).set()
+        await asyncio.gather(first, later)
     finally:
         pool.close()
 
@@ -213,5 +255,33 @@ async def test_waiting_jobs_are_served_earliest_deadline_first() -> None:
             engine.gate(text).set()
         await asyncio.gather(busy, later, urgent)
         assert engine.started == ["busy", "urgent", "relaxed"]
+    finally:
+        pool.close()
+
+
+async def test_a_segment_due_later_than_the_horizon_leaves_the_last_worker_free() -> None:
+    # A long segment cannot be stopped once started: taking the last worker for audio
+    # due in many seconds would make the next first segment (or due one) wait for it.
+    engine = GatedEngine()
+    pool = EnginePool(engine, max_workers=2, reserve_horizon_s=1.0)
+    try:
+        busy = asyncio.create_task(collect(pool, "busy", owner="a"))
+        await wait_for(lambda: engine.started == ["busy"])
+        far = asyncio.create_task(collect(pool, "far", owner="b", start_by_s=time.monotonic() + 60))
+        await asyncio.sleep(0.05)
+        assert engine.started == ["busy"] and pool.waiting_jobs == 1
+        soon = asyncio.create_task(
+            collect(pool, "soon", owner="c", start_by_s=time.monotonic() + 0.5)
+        )
+        await wait_for(lambda: engine.started == ["busy", "soon"])  # due within the horizon
+        engine.gate("busy").set()
+        await busy
+        await asyncio.sleep(0.05)
+        assert engine.started == ["busy", "soon"]  # one free worker: still kept
+        engine.gate("soon").set()
+        await soon
+        await wait_for(lambda: engine.started == ["busy", "soon", "far"])  # two free: it starts
+        engine.gate("far").set()
+        await far
     finally:
         pool.close()

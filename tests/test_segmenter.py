@@ -352,3 +352,33 @@ def test_boundary_after_whitespace_and_closers_only(text: str) -> None:
     from speakstream.segmenter import Boundary, boundary_after
 
     assert boundary_after(text) in tuple(Boundary)
+
+
+# --- limit_chars: the longest segment wanted (set by the listener model under load) ---
+
+
+def _limited(limit: int | None, text: str) -> list[str]:
+    seg = Segmenter(SegmenterPolicy(min_text_length=5))
+    out = [s.text for s in seg.push("Hello ", 0.0)]  # the first segment: never limited
+    seg.limit_chars = limit
+    out += [s.text for s in seg.push(text, 0.0)]
+    return out + [s.text for s in seg.flush()]
+
+
+def test_limit_cuts_a_long_sentence_at_a_word_boundary() -> None:
+    text = "the package left our warehouse on Tuesday and should arrive by Friday. "
+    assert _limited(None, text) == ["Hello ", text]
+    cut = _limited(20, text)
+    assert cut[0] == "Hello "
+    assert "".join(cut) == "Hello " + text
+    assert all(len(piece) <= 20 + 10 for piece in cut[1:-1]), cut  # at the first boundary past it
+    assert len(cut) > 3
+
+
+def test_limit_prefers_a_clause_end_in_its_second_half() -> None:
+    text = "we looked at it, and it should arrive by Friday. "
+    assert _limited(24, text)[1] == "we looked at it, "  # 17 chars: in the second half
+
+
+def test_a_sentence_end_before_the_limit_still_cuts() -> None:
+    assert _limited(100, "Short one. Another one. ")[1:] == ["Short one. ", "Another one. "]

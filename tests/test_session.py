@@ -582,3 +582,35 @@ def test_engine_options_reach_every_job_and_are_refused_by_an_engine_without_the
     assert error["code"] == "invalid_message" and error["context"] == "p"
     assert "'temperature'" in error["message"] and "none" in error["message"]
     assert not any(isinstance(o, OpenStream) for o in out)
+
+
+def test_engine_work_leaves_the_backlog_when_it_ends_however_it_ends() -> None:
+    # A job left in the server-wide backlog would make every other listener's forecast
+    # wait for it forever.
+    from speakstream.protocol.listener import Capacity, EngineSpeed
+
+    capacity = Capacity(workers=2, speed=EngineSpeed(), fraction=0.0)
+    s = make_session(capacity=capacity, max_jobs_in_flight=64)
+    text = "One sentence here. Another sentence there. And a third one now. "
+    for cid in ("done", "failed", "cancelled", "closed"):
+        feed(s, type="start", context=cid)
+    out = []
+    for cid in ("done", "failed", "cancelled", "closed"):
+        out += feed(s, 0.0, type="text", context=cid, text=text)
+    dispatched = {
+        cid: [j.job for j in jobs(out) if j.job.context == cid]
+        for cid in ("done", "failed", "cancelled", "closed")
+    }
+    assert len(capacity.backlog) == sum(len(v) for v in dispatched.values()) > 0
+    s.job_started(dispatched["done"][0].job_id, 0.01)
+    for job in dispatched["done"]:
+        s.job_audio(job.job_id, "a", 100.0, 0.1)
+        s.job_finished(job.job_id, 0.05, 0.0, 0.1)
+    error = ProtocolError(ErrorCode.SYNTHESIS_FAILED, "boom", "failed")
+    for job in dispatched["failed"]:
+        s.job_failed(job.job_id, error, 0.1)
+    feed(s, 0.2, type="cancel", context="cancelled")
+    remaining = len(dispatched["closed"])
+    assert len(capacity.backlog) == remaining
+    s.close()
+    assert len(capacity.backlog) == 0

@@ -251,6 +251,13 @@ class Settings:
         "context-carrying synthesis: the word said (and not sent) after a segment cut inside "
         "a sentence before the next word has arrived ('': none)",
     )
+    carry_max_load: float = setting(
+        _SESSION.carry.max_load,
+        "context-carrying synthesis: no context words while the listeners open need more "
+        "than this share of the engine and others' segments are waiting (1: always carry)",
+        0.0,
+        1.0,
+    )
     playback_low_water_ms: float = setting(
         _SESSION.playback_low_water_ms,
         "natural cuts: the margin between a segment's forecast arrival and the listener "

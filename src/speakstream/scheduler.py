@@ -3,8 +3,10 @@
 * Admission: at most ``max_workers`` jobs run at once, server-wide. Waiting jobs are
   served earliest deadline first (the time each must start for its listener not to run
   dry: a first segment's is its arrival), then a context's first segment before a later
-  one (time to first audio matters most), then by arrival; while a first segment runs, later segments do
-  not start; the last free worker is kept for a connection that has nothing running.
+  one (time to first audio matters most), then by arrival; while a first segment runs,
+  later segments not yet due do not start; a later segment not due within
+  ``reserve_horizon_s`` does not take the last free worker; and the last free worker is
+  kept for a connection that has nothing running.
   A waiting job that is cancelled simply leaves.
 * Streaming: the blocking engine runs in a worker thread and hands each PCM chunk to the
   event loop as soon as it exists (``call_soon_threadsafe``); the loop never blocks.
@@ -18,6 +20,7 @@ import asyncio
 import bisect
 import itertools
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -30,6 +33,12 @@ from speakstream.engines.base import Engine
 from speakstream.protocol.errors import SpeakstreamError
 
 _LOGGER = logging.getLogger(__name__)
+
+
+# A later segment due further ahead than this leaves the last free worker to others
+# (measured on the virtual clock, tests/load_sim.py: with 1 s, 12 LLM-paced listeners
+# arriving over 2 s had first audio p95 207 ms instead of 268 ms, and no underrun)
+RESERVE_HORIZON_S = 1.0
 
 
 class SynthesisTimeoutError(SpeakstreamError):
@@ -78,9 +87,12 @@ class _Waiter:
 
 
 class EnginePool:
-    def __init__(self, engine: Engine, max_workers: int) -> None:
+    def __init__(
+        self, engine: Engine, max_workers: int, reserve_horizon_s: float = RESERVE_HORIZON_S
+    ) -> None:
         self.engine = engine
         self.max_workers = max_workers
+        self.reserve_horizon_s = reserve_horizon_s
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="speakstream-engine")
         self._free = max_workers
         self._running_first = 0
@@ -88,30 +100,53 @@ class EnginePool:
         self._waiters: list[_Waiter] = []  # sorted: best priority, then arrival
         self._order = itertools.count()
         self.running_jobs = 0  # threads busy right now (also after their caller gave up)
+        self._regrant: asyncio.TimerHandle | None = None
 
     @property
     def waiting_jobs(self) -> int:
         return sum(1 for w in self._waiters if not w.future.done())
 
-    def _may_start(self, waiter: _Waiter) -> bool:
-        """While a first segment is being synthesized, later segments wait even if a slot
-        is free: on a small machine a second job would steal the cores the first one
-        needs, and later segments have the first segment's playback time as slack. And
-        the last free worker is kept for an owner (a connection) with nothing running:
-        one client sending without pause can never hold every worker while another
-        client's first words wait."""
-        if waiter.priority > 0 and self._running_first > 0:
+    def _not_before_s(self, waiter: _Waiter) -> float:
+        """When ``waiter`` may start at the earliest, by the rules for later segments:
+        while a first segment is being synthesized, they wait until they are due (on a
+        small machine a second job would steal the cores the first one needs, and later
+        segments have the first segment's playback time as slack); and one due later
+        than ``reserve_horizon_s`` takes the last free worker only once it is that close
+        to due (a long segment cannot be stopped once started: the worker kept free
+        takes first segments and due work, which would otherwise wait for it)."""
+        if waiter.priority == 0:
+            return -math.inf
+        not_before_s = -math.inf
+        if self._running_first > 0:
+            not_before_s = waiter.start_by_s
+        if self._free < 2 <= self.max_workers:
+            not_before_s = max(not_before_s, waiter.start_by_s - self.reserve_horizon_s)
+        return not_before_s
+
+    def _may_start(self, waiter: _Waiter, now_s: float) -> bool:
+        """By the rules for later segments (``_not_before_s``), and the last free worker
+        is kept for an owner (a connection) with nothing running: one client sending
+        without pause can never hold every worker while another client's first words
+        wait."""
+        if now_s < self._not_before_s(waiter):
             return False
         last_worker = self._free == 1 and self.max_workers > 1
         return not (last_worker and self._running_by_owner[waiter.owner] > 0)
 
     def _grant(self) -> None:
-        """Hand free slots to waiters, best priority first, then by arrival."""
+        """Hand free slots to waiters, best priority first, then by arrival; a later
+        segment held back by the rules for later segments is looked at again when they
+        let it start."""
         self._waiters = [w for w in self._waiters if not w.future.done()]
+        now_s = time.monotonic()
+        retry_s = math.inf
         for waiter in list(self._waiters):
             if self._free == 0:
-                return
-            if not self._may_start(waiter):
+                break
+            if not self._may_start(waiter, now_s):
+                not_before_s = self._not_before_s(waiter)
+                if not_before_s > now_s:
+                    retry_s = min(retry_s, not_before_s)
                 continue
             self._waiters.remove(waiter)
             self._free -= 1
@@ -119,6 +154,12 @@ class EnginePool:
             if waiter.priority == 0:
                 self._running_first += 1
             waiter.future.set_result(None)
+        if self._regrant is not None:
+            self._regrant.cancel()
+            self._regrant = None
+        if retry_s < math.inf and self._free > 0:
+            loop = asyncio.get_running_loop()  # its clock is time.monotonic()
+            self._regrant = loop.call_at(retry_s, self._grant)
 
     def _release(self, priority: int, owner: Hashable) -> None:
         self._free += 1
@@ -152,6 +193,7 @@ class EnginePool:
         owner: Hashable = None,
         start_by_s: float = 0.0,
         on_cancel: Callable[[], None] | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> AsyncGenerator[PcmChunk, None]:
         """Run ``make_chunks`` (the engine, and what shapes its output) in a worker thread,
         yielding chunks as they come.
@@ -162,7 +204,8 @@ class EnginePool:
         ``start_by_s`` (``time.monotonic``): when the job must start at the latest; the
         waiting job with the earliest goes first (then first segments, then arrival).
         ``on_cancel``: called (on the loop) when the caller stops before the work is done,
-        so an engine can stop inside a chunk rather than at the next one.
+        so an engine can stop inside a chunk rather than at the next one. ``on_start``:
+        called (on the loop) when a worker takes the job.
         """
         loop = asyncio.get_running_loop()
         clock.queued_s = time.monotonic()
@@ -170,6 +213,8 @@ class EnginePool:
         owner = owner if owner is not None else object()
         await self._acquire(priority, owner, start_by_s)
         clock.started_s = time.monotonic()
+        if on_start is not None:
+            on_start()
         cancel = threading.Event()
         chunks: asyncio.Queue[PcmChunk | _Done] = asyncio.Queue()
 
@@ -220,6 +265,8 @@ class EnginePool:
                 on_cancel()
 
     def close(self) -> None:
+        if self._regrant is not None:
+            self._regrant.cancel()
         for waiter in self._waiters:
             if not waiter.future.done():
                 waiter.future.cancel()

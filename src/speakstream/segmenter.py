@@ -18,6 +18,9 @@ the text so far is worth synthesizing. The rules, in order of precedence:
 * After ``streaming_threshold_s`` without input, the complete words buffered are
   flushed; a word still being typed is flushed after ``partial_word_timeout_s``.
 * ``flush()`` forces out everything buffered.
+* ``limit_chars`` (set from outside, e.g. by a listener model under load): after the
+  first segment, a segment reaching it at a boundary is cut there (after the last
+  clause end if that is in its second half), sentence end or not.
 
 Decisions at a boundary depend only on the text before it, never on how the text was split
 into pushes, so pushing the same text in any pieces yields the same segments (idle
@@ -177,6 +180,9 @@ class Segmenter:
         self._last_input_s: float | None = None
         self._idle_flushed = False
         self.work_chars = 0  # characters scanned or copied: a deterministic cost measure
+        # the longest segment wanted after the first (None: no limit); it applies to the
+        # text scanned from now on
+        self.limit_chars: int | None = None
 
     @property
     def buffered_chars(self) -> int:
@@ -294,6 +300,13 @@ class Segmenter:
             if cut:
                 self._cut_at(seg_start, i, SegmentReason.BOUNDARY, segments)
                 seg_start = i
+            elif kind is not None and self._over_limit(length):
+                # in the limit's second half, the last clause end rather than this word
+                end = i
+                if 2 * (self._phrase_end - seg_start) >= (self.limit_chars or 0):
+                    end = self._phrase_end
+                self._cut_at(seg_start, end, SegmentReason.PLAYBACK, segments)
+                seg_start = end
             elif length >= policy.max_segment_chars:
                 end = self._words_end if self._words_end > seg_start else i
                 self._cut_at(seg_start, end, SegmentReason.MAX_LENGTH, segments)
@@ -319,6 +332,14 @@ class Segmenter:
         if kind is Boundary.CLAUSE:
             return length >= target
         return length >= target + target // 2
+
+    def _over_limit(self, length: int) -> bool:
+        limit = self.limit_chars
+        return (
+            limit is not None
+            and self._next_index > 0
+            and length >= max(limit, self.policy.min_text_length)
+        )
 
     def _phrase_end_ahead(self, at: int, seg_start: int) -> bool:
         """Whether the text already buffered after ``at`` ends a clause or sentence within

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Hashable, Iterator
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from dataclasses import dataclass
 
 from speakstream.audio.pcm import PcmChunk
@@ -85,9 +85,13 @@ class Synthesizer:
         )
 
     async def run(
-        self, job: SynthesisJob, owner: Hashable = None
+        self,
+        job: SynthesisJob,
+        owner: Hashable = None,
+        on_start: Callable[[], None] | None = None,
     ) -> AsyncIterator[SegmentChunk | SegmentDone]:
-        """``owner``: whose job it is (a connection), for the pool's fairness."""
+        """``owner``: whose job it is (a connection), for the pool's fairness;
+        ``on_start``: called when a worker takes the job."""
         clock = JobClock()
         started: list[Iterator[PcmChunk]] = []  # the engine's stream, once it exists
 
@@ -107,6 +111,7 @@ class Synthesizer:
             owner=owner,
             start_by_s=job.start_by_s,
             on_cancel=stop_engine,
+            on_start=on_start,
         )
         try:
             async with contextlib.aclosing(chunks):
@@ -136,4 +141,16 @@ class Synthesizer:
                 f"the engine failed on segment {job.segment.index}; its audio is skipped",
                 job.context,
             ) from None
+        _LOGGER.debug(
+            "segment %s/%d first=%s chars=%d carried=%d queued_ms=%.1f late_ms=%.1f "
+            "synthesis_ms=%.1f",
+            job.context,
+            job.segment.index,
+            job.first,
+            job.segment.end - job.segment.start,
+            len(job.left_context) + len(job.right_context),
+            1000.0 * clock.queue_s,
+            1000.0 * ((clock.started_s or clock.queued_s) - job.start_by_s),
+            1000.0 * clock.synthesis_s,
+        )
         yield SegmentDone(clock.synthesis_s, clock.queue_s)

@@ -19,7 +19,10 @@ intonation anyway) and is only added where the cut is plain: right words only wh
 segment ends without punctuation (a clause mark already tells the engine to go on), left
 words only when the text before it did not end a sentence. And only as much as the
 engine can afford (``affordable``): context never delays audio past the listener's
-deadline or a first segment past its budget. Pure functions.
+deadline or a first segment past its budget, and under load (``max_load``) it is left out
+for the others' sake (measured on the virtual clock, ``tests/load_sim.py``: carrying under
+load took the LLM-paced listeners served without an underrun from 12 to 8 at most).
+Pure functions.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ class CarryPolicy:
     # so that its last word is not spoken as the end of a sentence ("": none)
     filler: str = "and"
     max_chars_per_side: int = 80  # a bound on extra engine work, whatever the words
+    # context words cost engine time the other listeners need: while the engine's load
+    # (``Capacity.load``) is above this and others' work is in its pool, none are said
+    max_load: float = 0.3
 
     @property
     def enabled(self) -> bool:

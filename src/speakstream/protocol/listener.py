@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from speakstream.protocol.backlog import Backlog
 from speakstream.protocol.errors import ErrorCode, ProtocolError
 
 RETRY_AFTER_S = 2.0  # the hint with ``busy``: about when some context usually finishes
@@ -146,6 +147,17 @@ class Capacity:
     speed: EngineSpeed
     fraction: float = 0.9
     active: int = 0  # contexts open, server-wide
+    backlog: Backlog = field(init=False)  # the engine work handed to the pool, server-wide
+
+    def __post_init__(self) -> None:
+        self.backlog = Backlog(self.workers)
+
+    @property
+    def load(self) -> float:
+        """The share of the engine the open contexts' listeners need (1: all of it), if
+        each plays in real time."""
+        per_listener = self.speed.ms_per_char / self.speed.audio_ms_per_char
+        return self.active * per_listener / self.workers
 
     @property
     def listeners_limit(self) -> int:

@@ -177,6 +177,14 @@ class Session:
         self._release(ctx, now_s, out)
         return out
 
+    def job_started(self, job_id: int, now_s: float) -> None:
+        """A worker took the job (the engine backlog's forecasts count it as running)."""
+        job = self._jobs.get(job_id)
+        if job is not None and not job.done:
+            backlog = self._contexts[job.spec.context].backlog
+            if backlog is not None:
+                backlog.start((self._contexts[job.spec.context], job_id), now_s)
+
     def job_finished(
         self, job_id: int, synthesis_s: float, queue_s: float, now_s: float
     ) -> list[Output]:
@@ -185,6 +193,7 @@ class Session:
             return []
         ctx = self._contexts[job.spec.context]
         job.state = JobState.FINISHED
+        _leave_backlog(ctx, job, now_s)
         spec = job.spec
         own_chars = spec.segment.end - spec.segment.start
         engine_chars = own_chars + len(spec.left_context) + len(spec.right_context)
@@ -199,12 +208,18 @@ class Session:
             return []
         job.state = JobState.FAILED
         job.error = error
-        return self._after_job(self._contexts[job.spec.context], now_s)
+        ctx = self._contexts[job.spec.context]
+        _leave_backlog(ctx, job, now_s)
+        return self._after_job(ctx, now_s)
 
     def close(self) -> list[Output]:
         """The connection is gone: every job still known must stop."""
         self.state = SessionState.CLOSED
         ids = tuple(job_id for job_id, job in self._jobs.items() if job.state is JobState.RUNNING)
+        for job in self._jobs.values():
+            ctx = self._contexts.get(job.spec.context)
+            if ctx is not None:
+                _leave_backlog(ctx, job)
         self._jobs.clear()
         self._dispatch_queue.clear()
         for cid in list(self._contexts):
@@ -265,7 +280,8 @@ class Session:
             policy = dataclasses.replace(
                 policy, first_segment_max_chars=min(first_chars, policy.max_segment_chars)
             )
-        ctx = ContextStream(cid, self._next_stream, fmt, Segmenter(policy), now_s)
+        backlog = None if capacity is None else capacity.backlog
+        ctx = ContextStream(cid, self._next_stream, fmt, Segmenter(policy), now_s, backlog)
         self._next_stream += 1
         self._contexts[cid] = ctx
         if capacity is not None:
@@ -311,7 +327,8 @@ class Session:
                 "not yet spoken; wait for audio before sending more",
                 cid,
             )
-        self._enqueue(ctx, ctx.add_text(message.text, now_s), now_s)
+        segments = ctx.add_text(message.text, now_s, cfg.speed, cfg.playback_low_water_ms)
+        self._enqueue(ctx, segments, now_s)
 
     def _open(self, cid: str, verb: str) -> ContextStream:
         """The open context ``cid`` that takes ``verb`` (flush, end)."""
@@ -357,6 +374,7 @@ class Session:
         running: list[int] = []
         for job in ctx.jobs():
             self._jobs.pop(job.spec.job_id, None)
+            _leave_backlog(ctx, job)
             if job.state is not JobState.QUEUED:
                 self._in_flight -= 1
             if job.state is JobState.RUNNING:
@@ -395,6 +413,12 @@ class Session:
                 left_context=carried.left,
                 right_context=carried.right,
             )
+            if ctx.backlog is not None:
+                spec = job.spec
+                carried_chars = len(carried.left) + len(carried.right)
+                chars = spec.segment.end - spec.segment.start + carried_chars
+                forecast_ms = cfg.speed.synthesis_ms(chars)
+                ctx.backlog.add((ctx, spec.job_id), ctx, start_by_s, forecast_ms, now_s)
             out.append(Synthesize(job.spec))
 
     def _carry_slack_ms(self, job: Job, start_by_s: float, now_s: float) -> float:
@@ -403,15 +427,21 @@ class Session:
         as it has (its work makes no one else wait; measured with one stream at a time:
         no underrun from it where the text keeps up, and a listener already waiting for
         a typist's next word waits a few ms more for speech that sounds right). With
-        others speaking: only what its listener's deadline leaves (measured: 4 clients at
-        once went from 23 to 221-296 ms of underrun p95 when more was allowed)."""
+        others speaking: only what its listener's deadline leaves after the others' work
+        due before (measured: 4 clients at once went from 23 to 221-296 ms of underrun p95
+        when more was allowed), and nothing while the engine's load is above
+        ``carry.max_load`` with others' work waiting."""
         cfg = self.config
         if job.spec.first:
             chars = job.spec.segment.end - job.spec.segment.start
             return cfg.first_segment_budget_ms - cfg.speed.synthesis_ms(chars)
-        if cfg.capacity is None or cfg.capacity.active <= 1:
+        capacity = cfg.capacity
+        if capacity is None or capacity.active <= 1:
             return math.inf
-        return 1000.0 * (start_by_s - now_s)
+        ctx = self._contexts[job.spec.context]
+        if capacity.load > cfg.carry.max_load and capacity.backlog.others(ctx):
+            return 0.0
+        return 1000.0 * (start_by_s - now_s) - ctx.wait_ms(start_by_s)
 
     def _after_job(self, ctx: ContextStream, now_s: float) -> list[Output]:
         out: list[Output] = []
@@ -426,6 +456,12 @@ class Session:
         if not ctx.pending and ctx.state is ContextState.ENDED:
             self._forget(ctx.id)
             self._finished.remember(ctx.id, ctx.stream, ctx.timeline)
+
+
+def _leave_backlog(ctx: ContextStream, job: Job, now_s: float | None = None) -> None:
+    """The job's engine work is over (finished, failed, cancelled or abandoned)."""
+    if ctx.backlog is not None:
+        ctx.backlog.remove((ctx, job.spec.job_id), now_s)
 
 
 def _split(timeline: SpokenTimeline | None, played_ms: float | None) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Any
 
+from speakstream.protocol.backlog import Backlog
 from speakstream.protocol.carry import (
     NO_CONTEXT,
     Carried,
@@ -186,8 +187,10 @@ class ContextStream:
         fmt: StreamFormat,
         segmenter: Segmenter,
         now_s: float,
+        backlog: Backlog | None = None,
     ) -> None:
         self.id = context
+        self.backlog = backlog  # the engine's, server-wide (None: the engine waits for no one)
         self.stream = stream
         self.format = fmt
         self.segmenter = segmenter
@@ -202,12 +205,18 @@ class ContextStream:
 
     # --- text in, jobs out -----------------------------------------------------------------
 
-    def add_text(self, text: str, now_s: float) -> list[Segment]:
+    def add_text(
+        self, text: str, now_s: float, speed: EngineSpeed | None = None, margin_ms: float = 0.0
+    ) -> list[Segment]:
+        """Take ``text``; the segments it completes. With ``speed``, a segment after the
+        first grows no longer than its listener can wait for (``limit_chars``)."""
         if self.metrics.first_text_s is None:
             self.metrics.first_text_s = now_s
         self.metrics.characters += len(text)
         self.unspoken_chars += len(text)
         self.timeline.add_text(text)
+        if speed is not None:
+            self.segmenter.limit_chars = self.limit_chars(speed, margin_ms, now_s)
         return self.segmenter.push(text, now_s)
 
     def make_jobs(self, segments: list[Segment], now_s: float, next_id: int) -> list[Job]:
@@ -303,6 +312,11 @@ class ContextStream:
             synthesis_ms += speed.synthesis_ms(chars)
         return OnTheWay(audio_ms, synthesis_ms)
 
+    def wait_ms(self, start_by_s: float) -> float:
+        """How long a job of this context due by ``start_by_s`` would wait for a worker
+        behind other contexts' work (the backlog's forecast)."""
+        return 0.0 if self.backlog is None else self.backlog.wait_ms(start_by_s, self)
+
     def cut_deadline_s(self, speed: EngineSpeed, margin_ms: float) -> float | None:
         """Natural cuts: when the whole words buffered must go to the engine so that their
         audio arrives ``margin_ms`` before the listener runs dry; None while there are
@@ -322,6 +336,35 @@ class ContextStream:
             self.segmenter.buffered_chars, speed, self._on_the_way(speed), margin_ms
         )
         return None if dry_s is None else max(silent_s, dry_s)
+
+    def limit_chars(self, speed: EngineSpeed, margin_ms: float, now_s: float) -> int | None:
+        """Natural cuts past the first segment: the longest segment the engine can make,
+        after this context's segments on their way and the others' work due before, with
+        its audio ``margin_ms`` before the listener runs dry; at least
+        ``policy.chunk_size`` (under load, segments grow from there as the listener's
+        audio builds up; smaller ones cost more engine time per second of audio than they
+        save). None: no limit (the first segment, eager cuts, or a context alone whose
+        listener waits already).
+
+        The cut deadlines leave the others' work out: a cut made earlier to wait in the
+        pool only makes a shorter segment, which costs the engine more per second of
+        audio (measured on the virtual clock, ``tests/load_sim.py``)."""
+        policy = self.segmenter.policy
+        if not policy.natural_cuts or self.segmenter.segments_cut == 0:
+            return None
+        ahead = self._on_the_way(speed)
+        start_s = self.metrics.first_audio_s
+        if start_s is None:  # forecast: once the segments ahead are made
+            if not any(isinstance(item, Job) for item in self.pending):
+                return None
+            start_s = now_s + (ahead.synthesis_ms + self.wait_ms(now_s)) / 1000.0
+        dry_s = start_s + (self.timeline.audio_ms + ahead.audio_ms) / 1000.0
+        available_ms = (
+            1000.0 * (dry_s - now_s) - margin_ms - ahead.synthesis_ms - self.wait_ms(dry_s)
+        )
+        if available_ms <= 0 and (self.backlog is None or not self.backlog.others(self)):
+            return None  # alone and late already: a shorter segment gains a few ms only
+        return max(policy.chunk_size, speed.chars_within_ms(available_ms))
 
     @property
     def listening(self) -> bool:

@@ -351,7 +351,11 @@ class Connection:
         session = self.session
         try:
             try:
-                async for event in self.runtime.synthesizer.run(job, owner=self):
+                async for event in self.runtime.synthesizer.run(
+                    job,
+                    owner=self,
+                    on_start=lambda: session.job_started(job.job_id, time.monotonic()),
+                ):
                     now_s = time.monotonic()
                     if isinstance(event, SegmentChunk):
                         pcm = event.pcm

@@ -126,7 +126,10 @@ class Runtime:
             playback_low_water_ms=settings.playback_low_water_ms,
             first_segment_budget_ms=settings.first_segment_budget_ms,
             carry=CarryPolicy(
-                settings.carry_left_words, settings.carry_right_words, settings.carry_filler
+                settings.carry_left_words,
+                settings.carry_right_words,
+                settings.carry_filler,
+                max_load=settings.carry_max_load,
             ),
             policy=segmenter_policy(settings),
             immediate_send=settings.immediate_send,
