@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from speakstream.bench import load
+from speakstream.bench.listeners import Heard
+from speakstream.bench.load import at_load
 from speakstream.bench.peers import missing
 
 pytestmark = pytest.mark.timeout(400)
@@ -76,3 +81,16 @@ def test_a_quick_run_measures_every_target_and_writes_results_and_plot(tmp_path:
     )  # rows, second header
     if len(expected) < len(load.TARGETS):
         pytest.skip(f"peers left out: {missing('wyoming-piper') or missing('piper-http')}")
+
+
+def test_clients_start_evenly_over_the_arrival_window() -> None:
+    started: list[float] = []
+
+    async def client(index: int) -> Heard:
+        started.append(time.monotonic())
+        return Heard(first_sent_s=time.perf_counter(), chunks=[(time.perf_counter(), 10.0)])
+
+    row = asyncio.run(at_load(client, os.getpid(), 3, arrival_s=0.3))
+    assert row["listeners"] == 3 and row["streams_without_audio"] == 0
+    assert started == sorted(started)
+    assert started[2] - started[0] >= 0.2  # the third waited two thirds of the window

@@ -26,8 +26,11 @@ engine's own limit measured in the same run (Piper in the benchmark process with
 core busy, in audio seconds per second: how many real-time listeners the engine could
 feed if nothing else cost anything); each peer's numbers over speakstream's. N defaults to
 1, 2, 4, 8, 12, 16 (``--quick``: 1, 2 and a 2-sentence text); ``LOAD_BENCH_LISTENERS``
-(e.g. ``1,4``) and ``LOAD_BENCH_TARGETS`` (names, comma-separated) choose others.
-Results go to ``bench/results/load.json``, with a PNG plot when matplotlib is installed.
+(e.g. ``1,4``) and ``LOAD_BENCH_TARGETS`` (names, comma-separated) choose others. The N
+clients start at once (a burst: the hardest case), or with ``LOAD_BENCH_ARRIVAL_S`` (e.g.
+``2``) evenly over that many seconds, as users arrive at a service.
+Results go to ``bench/results/load.json`` (``load-arrivals.json`` with an arrival
+window), with a PNG plot when matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ TOKENS_PER_S = 30.0
 JITTER_BUFFER_MS = 100.0
 TTFA_GOAL_MS = 300.0
 LISTENERS_ENV = "LOAD_BENCH_LISTENERS"
+ARRIVAL_ENV = "LOAD_BENCH_ARRIVAL_S"  # the clients start evenly over this many seconds
 TARGETS_ENV = "LOAD_BENCH_TARGETS"
 REFERENCE = "speakstream"
 
@@ -138,9 +142,10 @@ def _cpu_s(pid: int) -> float:
 
 
 async def at_load(
-    client: Callable[[int], Awaitable[Heard]], pid: int, count: int
+    client: Callable[[int], Awaitable[Heard]], pid: int, count: int, arrival_s: float = 0.0
 ) -> dict[str, Any]:
-    """``count`` clients at once (``client(index)``); the server is process ``pid``."""
+    """``count`` clients (``client(index)``), all at once or, with ``arrival_s``, one
+    every ``arrival_s / count`` seconds; the server is process ``pid``."""
     cpu_before_s, wall_start_s = _cpu_s(pid), time.monotonic()
     peak_rss_mb = 0.0
 
@@ -151,6 +156,7 @@ async def at_load(
             await asyncio.sleep(0.5)
 
     async def guarded(index: int) -> Heard:
+        await asyncio.sleep(index * arrival_s / count)
         try:
             return await client(index)
         except (OSError, EOFError, ValueError) as exc:  # a dropped or refused connection
@@ -231,7 +237,7 @@ def _row_line(target: str, row: dict[str, Any]) -> str:
 
 
 async def load_async(
-    counts: Sequence[int], targets: Sequence[str], text: str = PARAGRAPH
+    counts: Sequence[int], targets: Sequence[str], text: str = PARAGRAPH, arrival_s: float = 0.0
 ) -> dict[str, Any]:
     """Every target at every N, one server process per ``SERVERS`` entry they need."""
     needed = [s for s in SERVERS if any(TARGETS[t].server == s for t in targets)]
@@ -249,7 +255,7 @@ async def load_async(
                 ) -> Awaitable[Heard]:
                     return listen(target, address, index, text)
 
-                row = await at_load(client, pid, count)
+                row = await at_load(client, pid, count, arrival_s)
                 print(_row_line(target, row), flush=True)
                 rows[target].append(row)
                 await asyncio.sleep(1.0)
@@ -340,7 +346,14 @@ def _plot(results: dict[str, Any], path: Path) -> Path | None:
         ax.set_xlabel("listeners at once")
         ax.set_xticks(results["listeners"])
     axes[0].legend(fontsize="small")
-    fig.suptitle(f"bench load: {results['text_chars']} characters per listener, same voice")
+    starts = (
+        f"starting over {results['arrival_window_s']:g} s"
+        if results.get("arrival_window_s")
+        else "starting at once"
+    )
+    fig.suptitle(
+        f"bench load: {results['text_chars']} characters per listener, {starts}, same voice"
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -412,12 +425,17 @@ def run(
             print(f"load: leaving out the {kind} targets: {reason}")
             chosen = [t for t in chosen if TARGETS[t].server != kind]
     text = QUICK_TEXT if quick else PARAGRAPH
-    print(f"load: N = {counts}, targets {chosen}, load average {os.getloadavg()[0]:.2f}")
+    arrival_s = float(os.environ.get(ARRIVAL_ENV, "0") or 0)
+    starts = f"starting evenly over {arrival_s:g} s" if arrival_s else "starting at once"
+    print(
+        f"load: N = {counts}, targets {chosen}, clients {starts}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     for name in chosen:
         print(f"  {name}: {TARGETS[name].text_arrives}")
     limit = engine_limit_audio_s_per_s(4.0 if quick else 15.0)
     print(f"engine limit: {limit:.1f} audio s per s (~{limit:.1f} real-time listeners)")
-    per_target = asyncio.run(load_async(counts, chosen, text))
+    per_target = asyncio.run(load_async(counts, chosen, text, arrival_s))
     for target in per_target.values():
         best = listeners_served(target["rows"])
         target["listeners_served"] = best
@@ -429,6 +447,7 @@ def run(
         "text_chars": len(text),
         "tokens_per_s": TOKENS_PER_S,
         "jitter_buffer_ms": JITTER_BUFFER_MS,
+        "arrival_window_s": arrival_s,
         "load_avg_at_start": os.getloadavg(),
         "engine_limit_audio_s_per_s": round(limit, 2),
         "goal": f"p95 first audio <= {TTFA_GOAL_MS:.0f} ms, no underrun, none refused",
@@ -448,7 +467,8 @@ def run(
                 f"    N={r['listeners']:3d}  ttfa p50 x{r['ttfa_p50']}  p95 x{r['ttfa_p95']}  "
                 f"audio s/s x{r['audio_s_per_s']}"
             )
-    path = write_results(results, output, "bench/results/load.json")
+    default = "bench/results/load-arrivals.json" if arrival_s else "bench/results/load.json"
+    path = write_results(results, output, default)
     plot = _plot(results, path.with_suffix(".png"))
     if plot is not None:
         print(f"plot: {plot}")
