@@ -23,7 +23,7 @@ from speakstream.engines import Engine
 from tests.chatterbox_support import needs_chatterbox
 from tests.conftest import RunningServer, running_server
 
-pytestmark = [needs_chatterbox, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.chatterbox, needs_chatterbox, pytest.mark.timeout(600)]
 
 
 def wav_bytes(seconds: float, rate_hz: int = 16_000, channels: int = 1, loud: bool = True) -> bytes:
