@@ -22,7 +22,7 @@ fi
 .venv/bin/python -m pytest -m "not chatterbox" "$@"
 
 # Every test file that uses the chatterbox marker (tests/test_scripts.py checks the list).
-CHATTERBOX_TESTS=(tests/test_engine_chatterbox.py tests/test_voice_upload.py tests/test_engine_contract.py)
+CHATTERBOX_TESTS=(tests/test_engine_chatterbox.py tests/test_engine_chatterbox_turbo.py tests/test_voice_upload.py tests/test_engine_contract.py)
 if [ "$#" -gt 0 ]; then
   echo "test.sh: pytest arguments given: the Chatterbox tests did not run" \
     "(VENV=.venv-chatterbox; .venv-chatterbox/bin/python -m pytest -m chatterbox ${CHATTERBOX_TESTS[*]})" >&2
