@@ -38,7 +38,7 @@ TEST_OPTIONS: dict[str, Any] = {
 }
 
 
-def build_test_checkpoint(out_dir: Path) -> Path:
+def build_test_checkpoint(out_dir: Path, variant: str = "standard") -> Path:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     command = [
         sys.executable,
@@ -49,6 +49,8 @@ def build_test_checkpoint(out_dir: Path) -> Path:
         "2",
         "--prompt-s",
         "1",
+        "--variant",
+        variant,
         "--forbid-network",
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)

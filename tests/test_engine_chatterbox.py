@@ -34,7 +34,7 @@ from tests.chatterbox_support import (
     tuned,
 )
 
-pytestmark = [needs_chatterbox, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.chatterbox, needs_chatterbox, pytest.mark.timeout(600)]
 
 TEXT = "Hello there, how are you?"
 SAMPLES_PER_TOKEN = 960  # 24 kHz, 25 tokens a second

@@ -56,7 +56,13 @@ def _load(name: str, request: pytest.FixtureRequest) -> Engine:
         pytest.skip(f"engine {name!r} cannot load here: {exc}")
 
 
-@pytest.fixture(scope="session", params=ENGINE_NAMES)
+@pytest.fixture(
+    scope="session",
+    params=[  # Chatterbox's run in its own venv (scripts/test.sh: pytest -m chatterbox)
+        pytest.param(name, marks=pytest.mark.chatterbox) if name == "chatterbox" else name
+        for name in ENGINE_NAMES
+    ],
+)
 def engine_name(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     return name

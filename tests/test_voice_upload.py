@@ -2,14 +2,18 @@
 
 Skipped without the ``chatterbox`` extra. Limits (size, decodability, duration, silence),
 where and how an upload is stored (server-chosen id, our own WAV, never the client's
-bytes), that the route is absent when uploads are off, and that an uploaded voice speaks
-on the native protocol.
+bytes), that the route is absent when uploads are off, that an uploaded voice speaks
+on the native protocol, and that it is listed wherever voices are listed (the native
+``ready``, OpenAI's ``GET /v1/audio/voices``, Wyoming's ``info``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import re
+import socket
 import wave
 from pathlib import Path
 
@@ -23,7 +27,7 @@ from speakstream.engines import Engine
 from tests.chatterbox_support import needs_chatterbox
 from tests.conftest import RunningServer, running_server
 
-pytestmark = [needs_chatterbox, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.chatterbox, needs_chatterbox, pytest.mark.timeout(600)]
 
 
 def wav_bytes(seconds: float, rate_hz: int = 16_000, channels: int = 1, loud: bool = True) -> bytes:
@@ -141,3 +145,58 @@ async def test_stored_uploads_are_voices_after_a_restart(
         voices = srv.runtime.session_config.voices
     assert "upload:00112233445566ff" in voices
     assert not any("not-an-id" in name for name in voices)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wyoming_voice_names(port: int) -> list[str]:
+    """``describe`` → ``info`` over a plain TCP socket (one JSON header line, then its data)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b'{"type": "describe"}\n')
+        await writer.drain()
+        header = json.loads(await reader.readline())
+        data = header.get("data") or {}
+        if header.get("data_length"):
+            data = json.loads(await reader.readexactly(header["data_length"]))
+    finally:
+        writer.close()
+    assert header["type"] == "info"
+    return [v["name"] for v in data["tts"][0]["voices"]]
+
+
+async def test_an_uploaded_voice_is_listed_wherever_voices_are(
+    chatterbox_engine: Engine, tmp_path: Path
+) -> None:
+    port = free_port()
+    async with running_server(chatterbox_engine, settings_with(tmp_path), wyoming_port=port) as srv:
+        voice = (await upload(srv, wav_bytes(2.0))).json()["voice"]
+        async with speakstream.connect(srv.stream_url) as conn:
+            ready = conn.ready
+        async with httpx.AsyncClient() as client:
+            openai = (await client.get(f"http://127.0.0.1:{srv.port}/v1/audio/voices")).json()
+        wyoming = await wyoming_voice_names(port)
+    listed = {v["name"]: v for v in ready["capabilities"]["voices"]}
+    assert listed[voice] == {"name": voice, "sample_rate_hz": 24_000, "language": "en"}
+    assert "default" in listed
+    assert voice in [v["id"] for v in openai["data"]]
+    assert voice in wyoming and "default" in wyoming
+
+
+async def test_a_compat_endpoint_accepts_an_uploaded_voice(
+    chatterbox_engine: Engine, tmp_path: Path
+) -> None:
+    """The compatibility endpoints' voice map sees the upload (it used to hold a copy of
+    the voices made at start, so an upload spoke the default voice or was refused)."""
+    async with running_server(
+        chatterbox_engine, settings_with(tmp_path, accept_unknown_voices=False)
+    ) as srv:
+        voice = (await upload(srv, wav_bytes(2.0))).json()["voice"]
+        resolved = srv.runtime.voice_map.resolve(voice)
+        unknown = srv.runtime.voice_map.resolve("upload:0123456789abcdef")
+    assert resolved == voice
+    assert unknown is None

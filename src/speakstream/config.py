@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
 from speakstream.audio.seams import SeamPolicy
-from speakstream.engines.chatterbox.options import ChatterboxOptions
+from speakstream.engines.chatterbox.options import VARIANTS, ChatterboxOptions
 from speakstream.protocol.errors import SpeakstreamError
 from speakstream.protocol.outputs import SessionConfig
 from speakstream.segmenter import SegmenterPolicy
@@ -76,6 +76,12 @@ class Settings:
         "chatterbox: directory with ve/t3_cfg/s3gen .safetensors, tokenizer.json (+ conds.pt)",
         name="chatterbox.checkpoint_dir",
     )
+    chatterbox_variant: str = setting(
+        _CHATTERBOX.variant,
+        "chatterbox: standard (ChatterboxTTS) or turbo (ChatterboxTurboTTS, its own files)",
+        choices=VARIANTS,
+        name="chatterbox.variant",
+    )
     chatterbox_device: str = setting(
         _CHATTERBOX.device, "chatterbox: auto, cpu, cuda, cuda:N or mps", name="chatterbox.device"
     )
@@ -131,8 +137,8 @@ class Settings:
     )
     chatterbox_cfm_steps: int = setting(
         _CHATTERBOX.cfm_steps,
-        "chatterbox: flow-matching steps per decode",
-        1,
+        "chatterbox: flow-matching steps per decode (0: the variant's, 10 or 2)",
+        0,
         100,
         name="chatterbox.cfm_steps",
     )

@@ -33,6 +33,8 @@ class EngineCapabilities:
     word_timings: bool
     # the per-context options beyond speed it honours (``SynthesisOptions`` fields)
     options: tuple[str, ...] = ()
+    # the model variant loaded, where an engine has several (Chatterbox: standard, turbo)
+    variant: str = ""
 
     def voice(self, name: str) -> VoiceInfo | None:
         for info in self.voices:

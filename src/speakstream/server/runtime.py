@@ -142,6 +142,7 @@ class Runtime:
                 "server": f"speakstream {__version__}",
                 "capabilities": {
                     "engine": caps.engine,
+                    **({"variant": caps.variant} if caps.variant else {}),
                     "voices": [
                         {"name": v.name, "sample_rate_hz": v.sample_rate_hz, "language": v.language}
                         for v in caps.voices
@@ -174,7 +175,7 @@ class Runtime:
         )
         pool = EnginePool(engine, settings.max_concurrent_tasks)
         synthesizer = Synthesizer(engine, pool, seam_policy(settings), settings.task_timeout)
-        voice_map = VoiceMap(settings, set(session_config.voices), caps.default_voice)
+        voice_map = VoiceMap(settings, session_config.voices, caps.default_voice)  # live
         metrics = Metrics(caps.engine, lambda: pool.running_jobs, lambda: pool.waiting_jobs)
         return cls(
             settings,

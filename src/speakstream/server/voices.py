@@ -3,15 +3,19 @@
 ``voice_map`` (a setting: ``"ID=VOICE,ID2=VOICE2"``) names our voice for a vendor's voice
 id; our own voice names are always accepted as they are. Any other id speaks the default
 voice when ``accept_unknown_voices`` is on, and is refused (``None``: the adapter answers
-with the vendor's own error) when it is off.
+with the vendor's own error) when it is off. ``VoiceMap.voices`` is the server's live
+voice table (the session configuration's), not a copy: a voice uploaded while the server
+runs (``POST /v1/voices``) is listed and accepted at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from speakstream.config import ConfigError, Settings
 
 
-def parse_voice_map(text: str, voices: set[str]) -> dict[str, str]:
+def parse_voice_map(text: str, voices: Collection[str]) -> dict[str, str]:
     """``"ID=VOICE,..."`` as a dict; every VOICE must be one of ``voices``."""
     mapping: dict[str, str] = {}
     for entry in filter(None, (part.strip() for part in text.split(","))):
@@ -26,7 +30,7 @@ def parse_voice_map(text: str, voices: set[str]) -> dict[str, str]:
 
 
 class VoiceMap:
-    def __init__(self, settings: Settings, voices: set[str], default_voice: str) -> None:
+    def __init__(self, settings: Settings, voices: Collection[str], default_voice: str) -> None:
         self.mapping = parse_voice_map(settings.voice_map, voices)
         self.voices = voices
         self.default_voice = default_voice

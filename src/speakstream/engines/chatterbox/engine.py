@@ -11,7 +11,11 @@ first after ~10 speech tokens, see ``vocoder``), each but the last marked ``cont
 (so the seams join them as they are); ``cancel()`` (any thread) or ``close()``
 stops token generation before its next step. Options (``EngineSettings.options``, the
 ``chatterbox.*`` settings): ``ChatterboxOptions``; per call, ``SynthesisOptions`` may
-override ``exaggeration``, ``cfg_weight``, ``temperature`` and ``seed``. Generated
+override ``exaggeration``, ``cfg_weight``, ``temperature`` and ``seed`` (turbo: only
+``temperature`` and ``seed``, the others it has not; ``capabilities.options`` says
+which). ``variant`` turbo loads ``ChatterboxTurboTTS``'s files and samples with its
+settings (top-k 1000, top-p 0.95), streamed the same way; its tokens end with upstream's
+three silence tokens before the last decode. Generated
 tokens are bounded by ``max_new_tokens`` and by ``tokens_per_char`` x the text's length
 (runaway generation is Chatterbox's known failure); a text longer than
 ``max_text_chars`` is refused (``ValueError``) rather than cut short. No word timings.
@@ -20,6 +24,7 @@ Output is not watermarked (upstream's Perth watermarker works on whole utterance
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import secrets
@@ -46,7 +51,12 @@ from speakstream.engines.chatterbox.checkpoint import (
     load_model,
 )
 from speakstream.engines.chatterbox.options import ChatterboxOptions
-from speakstream.engines.chatterbox.tokens import SamplingParams, speech_tokens
+from speakstream.engines.chatterbox.tokens import (
+    TURBO_DEFAULTS,
+    SamplingParams,
+    speech_tokens,
+    turbo_speech_tokens,
+)
 from speakstream.engines.chatterbox.vocoder import SAMPLE_RATE_HZ, ChunkSchedule, StreamingVocoder
 from speakstream.engines.chatterbox.voices import (
     DEFAULT_VOICE,
@@ -56,6 +66,11 @@ from speakstream.engines.chatterbox.voices import (
 )
 
 NOT_STREAMED = 10**9  # a first chunk that never comes: one decode at the end
+TURBO_TAIL_TOKENS = 3  # upstream turbo ends every utterance with 3 of S3Gen's silence tokens
+OPTIONS = {
+    "standard": ("exaggeration", "cfg_weight", "temperature", "seed"),
+    "turbo": ("temperature", "seed"),
+}
 
 
 class ChatterboxStream:
@@ -97,7 +112,9 @@ class ChatterboxEngine:
                 "bash scripts/setup-venv.sh '[chatterbox]' (see docs/chatterbox.md)"
             )
         self.options = ChatterboxOptions.from_mapping(settings.options)
-        self.checkpoint_dir = check_checkpoint_dir(self.options.checkpoint_dir)
+        self.checkpoint_dir = check_checkpoint_dir(
+            self.options.checkpoint_dir, self.options.variant
+        )
         voices = []
         if (self.checkpoint_dir / BUILTIN_VOICE_FILE).is_file():
             voices.append(DEFAULT_VOICE)
@@ -117,13 +134,14 @@ class ChatterboxEngine:
             default_voice=default,
             streams_within_sentence=self.options.stream,
             word_timings=False,
-            options=("exaggeration", "cfg_weight", "temperature", "seed"),
+            options=OPTIONS[self.options.variant],
+            variant=self.options.variant,
         )
         self.schedule = ChunkSchedule(
             first_chunk_tokens=self.options.first_chunk_tokens
             if self.options.stream
             else NOT_STREAMED,
-            cfm_steps=self.options.cfm_steps,
+            cfm_steps=self.options.flow_steps,
         )
         self._lock = threading.Lock()  # the model: one step at a time
         self._load_lock = threading.Lock()
@@ -142,7 +160,7 @@ class ChatterboxEngine:
         """The model and its voices, loaded on first call."""
         with self._load_lock:
             if self._model is None or self._voices is None:
-                model = load_model(self.checkpoint_dir, self.options.device)
+                model = load_model(self.checkpoint_dir, self.options.device, self.options.variant)
                 reference = Path(self.options.reference_wav) if self.options.reference_wav else None
                 uploads = Path(self.options.upload_dir) if self.options.upload_dir else None
                 self._voices = VoiceBook(model, reference, uploads)
@@ -184,13 +202,17 @@ class ChatterboxEngine:
         with self._lock:
             normalized = punc_norm(" ".join(text.split()))
             text_tokens = model.tokenizer.text_to_tokens(normalized)
-        params = SamplingParams(
+        turbo = model.variant == "turbo"
+        params = dataclasses.replace(
+            TURBO_DEFAULTS if turbo else SamplingParams(),
             temperature=opts.temperature if options.temperature is None else options.temperature,
-            cfg_weight=opts.cfg_weight if options.cfg_weight is None else options.cfg_weight,
             max_new_tokens=min(
                 opts.max_new_tokens, math.ceil(opts.tokens_per_char * len(normalized))
             ),
         )
+        if not turbo:
+            cfg_weight = opts.cfg_weight if options.cfg_weight is None else options.cfg_weight
+            params = dataclasses.replace(params, cfg_weight=cfg_weight)
         vocoder = StreamingVocoder(
             model.s3gen,
             conds.gen,
@@ -199,7 +221,7 @@ class ChatterboxEngine:
             schedule=self.schedule,
             speed=options.speed,
         )
-        for token in speech_tokens(
+        for token in (turbo_speech_tokens if turbo else speech_tokens)(
             model.t3,
             cond,
             text_tokens,
@@ -214,6 +236,13 @@ class ChatterboxEngine:
                 yield _chunk(audio, continues=True)  # finish() always brings more
         if stream.cancelled:
             return
+        if turbo and vocoder.tokens:
+            from chatterbox.models.s3gen.const import S3GEN_SIL
+
+            for _ in range(TURBO_TAIL_TOKENS):
+                audio = vocoder.push(S3GEN_SIL)
+                if audio is not None and audio.size:
+                    yield _chunk(audio, continues=True)
         rest = vocoder.finish()
         if rest.size:
             yield _chunk(rest)

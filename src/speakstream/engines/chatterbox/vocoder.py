@@ -15,10 +15,13 @@ the rest, so the streamed audio has exactly the length of a one-shot decode of t
 tokens (``decode_once``). Decode points grow geometrically (``first_chunk_tokens``, then
 x ``growth``), so the repeated prefixes cost a constant factor, not a square.
 ``speed`` stretches the mel in time before vocoding (pitch kept by HiFT's F0 predictor).
+The turbo variant's S3Gen (``meanflow``) is solved as upstream's ``basic_euler``: no
+guidance, linear time steps, the interval's end ``r`` given to the estimator.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from dataclasses import dataclass
@@ -154,16 +157,15 @@ class StreamingVocoder:
         z = self._noise_for(total_frames).to(self.device, h.dtype)
         steps = self.schedule.cfm_steps
         t_span = torch.linspace(0, 1, steps + 1, device=self.device, dtype=h.dtype)
-        if flow.decoder.t_scheduler == "cosine":
-            t_span = 1 - torch.cos(t_span * 0.5 * torch.pi)
-        feat = flow.decoder.solve_euler(
-            z,
-            t_span=t_span,
-            mu=h.transpose(1, 2).contiguous(),
-            mask=mask,
-            spks=embedding,
-            cond=conds.transpose(1, 2),
-        )
+        mu = h.transpose(1, 2).contiguous()
+        if getattr(self.s3gen, "meanflow", False):
+            feat = _meanflow_euler(flow.decoder.estimator, z, t_span, mu, mask, embedding, conds)
+        else:
+            if flow.decoder.t_scheduler == "cosine":
+                t_span = 1 - torch.cos(t_span * 0.5 * torch.pi)
+            feat = flow.decoder.solve_euler(
+                z, t_span=t_span, mu=mu, mask=mask, spks=embedding, cond=conds.transpose(1, 2)
+            )
         mel: torch.Tensor = feat[:, :, prompt_frames : prompt_frames + frames]
         return mel
 
@@ -185,3 +187,25 @@ class StreamingVocoder:
             wav[:, : fade.numel()] *= fade[: wav.shape[1]]  # upstream's reference spill-over fix
             audio: np.ndarray = wav.squeeze(0).float().cpu().numpy()
         return audio
+
+
+def _meanflow_euler(
+    estimator: Any,
+    x: torch.Tensor,
+    t_span: torch.Tensor,
+    mu: torch.Tensor,
+    mask: torch.Tensor,
+    spks: torch.Tensor,
+    conds: torch.Tensor,
+) -> torch.Tensor:
+    """Upstream's ``CausalConditionalCFM.basic_euler`` (without its print and progress
+    bar): the meanflow decoder is distilled with guidance, so it runs once per step."""
+    in_dtype = x.dtype
+    dtype = getattr(estimator, "dtype", x.dtype)
+    x, mu, mask, spks = x.to(dtype), mu.to(dtype), mask.to(dtype), spks.to(dtype)
+    cond = conds.transpose(1, 2).to(dtype)
+    t_span = t_span.to(dtype)
+    for t, r in itertools.pairwise(t_span):
+        dxdt = estimator.forward(x, mask=mask, mu=mu, t=t[None], spks=spks, cond=cond, r=r[None])
+        x = x + (r - t) * dxdt
+    return x.to(in_dtype)

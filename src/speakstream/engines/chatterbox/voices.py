@@ -22,7 +22,6 @@ from speakstream.engines.chatterbox.uploads import upload_id_of, upload_path
 
 DEFAULT_VOICE = "default"
 REFERENCE_VOICE = "reference"
-ENCODER_COND_S = 6  # T3's speech prompt comes from the first 6 s (chatterbox's ENC_COND_LEN)
 DECODER_COND_S = 10  # S3Gen's reference from the first 10 s (DEC_COND_LEN)
 UPLOAD_CACHE_SIZE = 16
 
@@ -49,7 +48,7 @@ def _conditionals_from_wav(model: ChatterboxModel, wav_path: Path) -> Any:
     gen = model.s3gen.embed_ref(wav_24k[: DECODER_COND_S * S3GEN_SR], S3GEN_SR, device=model.device)
     prompt_len = model.t3.hp.speech_cond_prompt_len
     prompt_tokens, _ = model.s3gen.tokenizer.forward(
-        [wav_16k[: ENCODER_COND_S * S3_SR]], max_len=prompt_len
+        [wav_16k[: model.encoder_cond_s * S3_SR]], max_len=prompt_len
     )
     prompt_tokens = prompt_tokens.reshape(1, -1).to(model.device)
     embeds = model.ve.embeds_from_wavs([wav_16k], sample_rate=S3_SR)

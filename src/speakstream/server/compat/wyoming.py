@@ -166,18 +166,21 @@ class WyomingDialect:
 
     def _info(self) -> dict[str, Any]:
         caps = self.runtime.engine.capabilities
-        voices = [
-            {
-                "name": v.name,
-                "description": v.name,
-                "attribution": _ATTRIBUTION,
-                "installed": True,
-                "version": None,
-                "languages": [v.language] if v.language else [],
-                "speakers": None,
-            }
-            for v in caps.voices
-        ]
+        default = caps.voice(caps.default_voice)
+        voices = []
+        for name in self.runtime.session_config.voices:  # uploads too (POST /v1/voices)
+            language = (caps.voice(name) or default or caps.voices[0]).language
+            voices.append(
+                {
+                    "name": name,
+                    "description": name,
+                    "attribution": _ATTRIBUTION,
+                    "installed": True,
+                    "version": None,
+                    "languages": [language] if language else [],
+                    "speakers": None,
+                }
+            )
         program = {
             "name": "speakstream",
             "description": f"speakstream ({caps.engine})",
