@@ -96,6 +96,9 @@ async def test_a_scrape_after_a_session(piper_engine: Engine) -> None:
     assert value(found, "speakstream_connections_active", **ep) == 0
     assert value(found, "speakstream_engine_jobs_running") == 0
     assert value(found, "speakstream_engine_jobs_queued") == 0
+    assert value(found, "speakstream_engine_backlog_jobs") == 0  # every job left the backlog
+    assert value(found, "speakstream_engine_load") == 0  # no context open
+    assert value(found, "speakstream_engine_listeners_limit") >= 2
 
 
 async def test_refused_connections_are_counted_by_reason(piper_engine: Engine) -> None:

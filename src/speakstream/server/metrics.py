@@ -33,6 +33,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from speakstream.protocol.listener import Capacity
 from speakstream.protocol.server_messages import (
     Cancelled,
     Done,
@@ -59,7 +60,11 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 class Metrics:
     def __init__(
-        self, engine: str, running_jobs: Callable[[], int], waiting_jobs: Callable[[], int]
+        self,
+        engine: str,
+        running_jobs: Callable[[], int],
+        waiting_jobs: Callable[[], int],
+        capacity: Capacity | None = None,
     ) -> None:
         self.engine = engine
         self.registry = registry = CollectorRegistry()
@@ -89,6 +94,19 @@ class Metrics:
         gauge("engine_jobs_queued", "synthesis jobs waiting for an engine worker").set_function(
             lambda: float(waiting_jobs())
         )
+        if capacity is not None:
+            gauge(
+                "engine_load",
+                "share of the engine the open contexts' listeners need, each playing in real "
+                "time (learned engine speed; 1: all of it)",
+            ).set_function(lambda: capacity.load)
+            gauge(
+                "engine_listeners_limit", "contexts admitted before new ones get busy"
+            ).set_function(lambda: float(capacity.listeners_limit))
+            gauge(
+                "engine_backlog_jobs",
+                "segments handed to the engine pool and not over (queued or running)",
+            ).set_function(lambda: float(len(capacity.backlog)))
         ev = ("endpoint", "engine", "voice")
         jv = ("engine", "voice")
         self.ttfa = histogram(

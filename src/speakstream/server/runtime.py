@@ -176,7 +176,9 @@ class Runtime:
         pool = EnginePool(engine, settings.max_concurrent_tasks)
         synthesizer = Synthesizer(engine, pool, seam_policy(settings), settings.task_timeout)
         voice_map = VoiceMap(settings, session_config.voices, caps.default_voice)  # live
-        metrics = Metrics(caps.engine, lambda: pool.running_jobs, lambda: pool.waiting_jobs)
+        metrics = Metrics(
+            caps.engine, lambda: pool.running_jobs, lambda: pool.waiting_jobs, capacity
+        )
         return cls(
             settings,
             engine,
