@@ -6,7 +6,8 @@ model and one ``Capacity`` (its backlog included), as a server's do. The pool ha
 earliest ``start_by_s`` first, then first segments, then arrival; while a first segment
 runs, later segments not yet due wait; a later segment due beyond ``horizon_s`` does not
 take the last free worker. A job takes ``overhead_ms + ms_per_char *
-characters`` (context words included) and makes ``audio_ms_per_char`` per letter or digit
+characters`` (context words included; ``alone_ms_per_char`` when no other job runs as it
+starts, as Piper's lone runs get every core) and makes ``audio_ms_per_char`` per letter or digit
 of its own text. Each listener plays its audio in real time from its first byte plus
 ``jitter_ms``; every moment the playhead passes the audio received is an underrun.
 """
@@ -68,6 +69,7 @@ def simulate_load(
     workers: int = 2,
     overhead_ms: float = 15.0,
     ms_per_char: float = 5.7,
+    alone_ms_per_char: float = 3.3,
     audio_ms_per_char: float = 65.0,
     jitter_ms: float = 100.0,
     horizon_s: float = RESERVE_HORIZON_S,
@@ -78,8 +80,13 @@ def simulate_load(
     ends with its last piece). ``trace``: a record of every job run is appended to it."""
     speed = EngineSpeed(
         prior_overhead_ms=overhead_ms,
-        prior_ms_per_char=ms_per_char,
+        prior_ms_per_char=alone_ms_per_char,
         prior_audio_ms_per_char=audio_ms_per_char,
+        loaded=EngineSpeed(
+            prior_overhead_ms=overhead_ms,
+            prior_ms_per_char=ms_per_char,
+            prior_audio_ms_per_char=audio_ms_per_char,
+        ),
     )
     capacity = Capacity(workers, speed, fraction=0.0)
     cfg = SessionConfig(
@@ -146,7 +153,8 @@ def simulate_load(
                 continue
             job = item.job
             chars = len(job.segment.text) + len(job.left_context) + len(job.right_context)
-            done_s = now_s + (overhead_ms + ms_per_char * chars) / 1000.0
+            per_char_ms = ms_per_char if running else alone_ms_per_char
+            done_s = now_s + (overhead_ms + per_char_ms * chars) / 1000.0
             running[(item.session, job.job_id)] = job.first
             first_running = first_running or job.first
             sessions[item.session].job_started(job.job_id, now_s)
@@ -162,7 +170,9 @@ def simulate_load(
                         "done_s": done_s,
                     }
                 )
-            heapq.heappush(events, (done_s, next(order), "done", item.session, (job, chars)))
+            heapq.heappush(
+                events, (done_s, next(order), "done", item.session, (job, done_s - now_s))
+            )
         for item in held:
             heapq.heappush(waiting, item)
 
@@ -183,12 +193,11 @@ def simulate_load(
         elif kind == "end":
             out = session.receive_text_frame('{"type":"end","context":"c"}', now_s)
         elif kind == "done":
-            job, chars = payload
+            job, synthesis_s = payload
             running.pop((index, job.job_id), None)
             spoken = sum(ch.isalnum() for ch in job.segment.text)
             audio_ms = audio_ms_per_char * spoken
             out = session.job_audio(job.job_id, audio_ms, audio_ms, now_s) if spoken else []
-            synthesis_s = (overhead_ms + ms_per_char * chars) / 1000.0
             out += session.job_finished(job.job_id, synthesis_s, 0.0, now_s)
         else:  # poll
             polls.pop(index, None)

@@ -32,9 +32,12 @@ def _row(listeners: int, p95_ms: float, **counts: int) -> dict[str, Any]:
 
 
 def test_listeners_served_needs_every_stream_heard_in_time() -> None:
-    rows = [_row(1, 100), _row(2, 200), _row(4, 250, streams_refused=1), _row(8, 290)]
+    rows = [_row(1, 100), _row(2, 200), _row(4, 250), _row(8, 290)]
     assert load.listeners_served(rows) == 8
     rows[-1] = _row(8, 301)
+    assert load.listeners_served(rows) == 4
+    rows[-1] = _row(8, 290)
+    rows[2] = _row(4, 250, streams_refused=1)  # a miss at 4 ends the count, whatever 8 did
     assert load.listeners_served(rows) == 2
     rows[1] = _row(2, 200, streams_without_audio=1)
     assert load.listeners_served(rows[:3]) == 1

@@ -202,8 +202,43 @@ class Segmenter:
         self._buf += text
         self.work_chars += len(self._buf)
         segments: list[Segment] = []
+        self._cut_to_limit(segments)
         self._scan_buffer(segments)
         return segments
+
+    def _cut_to_limit(self, out: list[Segment]) -> None:
+        """A limit lowered since the text buffered was scanned: cut that text to it (the
+        scan only looks at the boundaries of new text)."""
+        limit = self.limit_chars
+        if limit is None or self._next_index == 0:
+            return
+        limit = max(limit, self.policy.min_text_length)
+        while self._words_end > limit:
+            end = self._end_within(limit)
+            if end <= 0:
+                return
+            self._cut(end, SegmentReason.PLAYBACK, out)
+
+    def _end_within(self, limit: int) -> int:
+        """Where to cut the complete words buffered at most ``limit`` characters in (or
+        at the first boundary, if the first word is longer): after the last clause end
+        in the second half of that, else after the last word."""
+        word_end = phrase_end = token_start = 0
+        for j in range(self._words_end):
+            ch = self._buf[j]
+            if not ch.isspace():
+                continue
+            if j + 1 > limit and word_end:
+                break
+            kind = _classify(self._buf[token_start:j], ch) if token_start < j else None
+            token_start = j + 1
+            if kind is None:
+                continue
+            word_end = j + 1
+            if kind is not Boundary.WORD:
+                phrase_end = j + 1
+        self.work_chars += word_end
+        return phrase_end if 2 * phrase_end >= limit else word_end
 
     def flush(self) -> list[Segment]:
         """Force everything buffered out as one segment (none if nothing is buffered)."""

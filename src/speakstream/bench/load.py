@@ -273,16 +273,19 @@ async def load_async(
 
 
 def listeners_served(rows: list[dict[str, Any]]) -> int:
-    """The largest N whose row meets the goal (p95 first audio, no underrun, none refused)."""
-    served = [
-        r["listeners"]
-        for r in rows
-        if r["streams_with_underruns"] == 0
-        and r["streams_refused"] == 0
-        and r["streams_without_audio"] == 0
-        and r["ttfa_ms"].get("p95", 1e9) <= TTFA_GOAL_MS
-    ]
-    return max(served, default=0)
+    """The largest N whose row meets the goal (p95 first audio, no underrun, none
+    refused), and every smaller N measured too: a row that misses it ends the count."""
+    served = 0
+    for r in sorted(rows, key=lambda r: int(r["listeners"])):
+        if (
+            r["streams_with_underruns"]
+            or r["streams_refused"]
+            or r["streams_without_audio"]
+            or r["ttfa_ms"].get("p95", 1e9) > TTFA_GOAL_MS
+        ):
+            break
+        served = int(r["listeners"])
+    return served
 
 
 def _ratio(value: float | None, reference: float | None) -> float | None:

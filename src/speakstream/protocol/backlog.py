@@ -45,11 +45,14 @@ class Backlog:
         self._now_s = max(self._now_s, now_s)
         self._work[key] = _Work(owner, start_by_s, max(0.0, forecast_ms))
 
-    def start(self, key: Hashable, now_s: float) -> None:
+    def start(self, key: Hashable, now_s: float) -> bool:
+        """A worker took job ``key``; whether another job was running then."""
         self._now_s = max(self._now_s, now_s)
+        shared = any(w.started_s is not None for k, w in self._work.items() if k != key)
         work = self._work.get(key)
         if work is not None and work.started_s is None:
             work.started_s = now_s
+        return shared
 
     def remove(self, key: Hashable, now_s: float | None = None) -> None:
         if now_s is not None:

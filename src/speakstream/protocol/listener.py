@@ -24,12 +24,18 @@ RETRY_AFTER_S = 2.0  # the hint with ``busy``: about when some context usually f
 
 @dataclass(slots=True)
 class EngineSpeed:
-    """A learned forecast of synthesis time and audio length per segment."""
+    """A learned forecast of synthesis time and audio length per segment.
+
+    ``loaded``: a second model for segments whose synthesis starts while another runs
+    (an engine may run slower then: Piper gives a lone run every core, concurrent ones
+    one each, about half the speed); ``for_load(True)`` is it, where there is one. Both
+    learn the audio made per character from every segment."""
 
     prior_overhead_ms: float = 15.0
     prior_ms_per_char: float = 1.5
     prior_audio_ms_per_char: float = 65.0
     decay: float = 0.97  # weight kept by older observations at each new one
+    loaded: EngineSpeed | None = None
     _s: list[float] = field(default_factory=lambda: [0.0] * 5)  # w, wx, wy, wxx, wxy
     _audio_ms: float = 0.0
     _audio_chars: float = 0.0
@@ -51,15 +57,33 @@ class EngineSpeed:
         s[3] += weight * x * x
         s[4] += weight * x * y
 
+    def for_load(self, shared: bool) -> EngineSpeed:
+        """The model for a segment that runs alongside others (``shared``) or alone."""
+        return self.loaded if shared and self.loaded is not None else self
+
     def observe(
-        self, chars: int, synthesis_ms: float, audio_ms: float, spoken_chars: int | None = None
+        self,
+        chars: int,
+        synthesis_ms: float,
+        audio_ms: float,
+        spoken_chars: int | None = None,
+        shared: bool = False,
     ) -> None:
         """One job: the engine took ``synthesis_ms`` for ``chars`` characters, of which
         ``spoken_chars`` (all, if None) made the ``audio_ms`` sent (the others were context
-        words, said and not kept)."""
+        words, said and not kept); ``shared``: it started while another job ran."""
         if chars <= 0 or synthesis_ms <= 0:
             return
+        if self.loaded is not None:
+            self.loaded._learn_audio(chars, audio_ms, spoken_chars)
+            if shared:
+                self.loaded._add(float(chars), synthesis_ms, 1.0)
+                self._learn_audio(chars, audio_ms, spoken_chars)
+                return
         self._add(float(chars), synthesis_ms, 1.0)
+        self._learn_audio(chars, audio_ms, spoken_chars)
+
+    def _learn_audio(self, chars: int, audio_ms: float, spoken_chars: int | None) -> None:
         if audio_ms > 0:
             self._audio_ms = self.decay * self._audio_ms + audio_ms
             self._audio_chars = self.decay * self._audio_chars + (
@@ -156,12 +180,14 @@ class Capacity:
     def load(self) -> float:
         """The share of the engine the open contexts' listeners need (1: all of it), if
         each plays in real time."""
-        per_listener = self.speed.ms_per_char / self.speed.audio_ms_per_char
+        speed = self.speed.for_load(True)
+        per_listener = speed.ms_per_char / speed.audio_ms_per_char
         return self.active * per_listener / self.workers
 
     @property
     def listeners_limit(self) -> int:
-        per_worker = self.speed.audio_ms_per_char / self.speed.ms_per_char
+        speed = self.speed.for_load(True)  # with every worker busy
+        per_worker = speed.audio_ms_per_char / speed.ms_per_char
         return max(self.workers, int(self.fraction * self.workers * per_worker + 1e-6))
 
     @property

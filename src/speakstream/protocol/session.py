@@ -183,7 +183,8 @@ class Session:
         if job is not None and not job.done:
             backlog = self._contexts[job.spec.context].backlog
             if backlog is not None:
-                backlog.start((self._contexts[job.spec.context], job_id), now_s)
+                key = (self._contexts[job.spec.context], job_id)
+                job.shared = backlog.start(key, now_s)
 
     def job_finished(
         self, job_id: int, synthesis_s: float, queue_s: float, now_s: float
@@ -197,7 +198,9 @@ class Session:
         spec = job.spec
         own_chars = spec.segment.end - spec.segment.start
         engine_chars = own_chars + len(spec.left_context) + len(spec.right_context)
-        self.config.speed.observe(engine_chars, 1000.0 * synthesis_s, job.audio_ms, own_chars)
+        self.config.speed.observe(
+            engine_chars, 1000.0 * synthesis_s, job.audio_ms, own_chars, shared=job.shared
+        )
         ctx.metrics.synthesis_ms += 1000.0 * synthesis_s
         ctx.metrics.queue_ms += 1000.0 * queue_s
         return self._after_job(ctx, now_s)
@@ -406,7 +409,8 @@ class Session:
             carried = NO_CONTEXT
             if cfg.word_timings:
                 slack_ms = self._carry_slack_ms(job, start_by_s, now_s)
-                carried = affordable(ctx.carried(job, cfg.carry), cfg.speed, slack_ms)
+                speed = ctx.engine_speed(cfg.speed)
+                carried = affordable(ctx.carried(job, cfg.carry), speed, slack_ms)
             job.spec = dataclasses.replace(
                 job.spec,
                 start_by_s=start_by_s,
@@ -417,7 +421,7 @@ class Session:
                 spec = job.spec
                 carried_chars = len(carried.left) + len(carried.right)
                 chars = spec.segment.end - spec.segment.start + carried_chars
-                forecast_ms = cfg.speed.synthesis_ms(chars)
+                forecast_ms = ctx.engine_speed(cfg.speed).synthesis_ms(chars)
                 ctx.backlog.add((ctx, spec.job_id), ctx, start_by_s, forecast_ms, now_s)
             out.append(Synthesize(job.spec))
 

@@ -89,6 +89,7 @@ class Job:
     chunks: list[tuple[Any, float, Sequence[Timed]]] = field(default_factory=list)  # unreleased
     timing: JobTiming | None = None
     audio_ms: float = 0.0  # made so far
+    shared: bool = False  # its synthesis started while another job ran
 
     @property
     def done(self) -> bool:
@@ -267,6 +268,7 @@ class ContextStream:
         audio comes, forecast if it has not yet). A first segment: now."""
         if job.spec.first:
             return now_s
+        speed = self.engine_speed(speed)
         ahead = self._on_the_way(speed, before=job)
         start_s = self.metrics.first_audio_s
         if start_s is None:  # forecast: once the segments ahead are made
@@ -312,6 +314,11 @@ class ContextStream:
             synthesis_ms += speed.synthesis_ms(chars)
         return OnTheWay(audio_ms, synthesis_ms)
 
+    def engine_speed(self, speed: EngineSpeed) -> EngineSpeed:
+        """``speed``'s model for this context's next segments: the loaded one while other
+        contexts have work in the engine pool."""
+        return speed.for_load(self.backlog is not None and self.backlog.others(self))
+
     def wait_ms(self, start_by_s: float) -> float:
         """How long a job of this context due by ``start_by_s`` would wait for a worker
         behind other contexts' work (the backlog's forecast)."""
@@ -324,6 +331,7 @@ class ContextStream:
         chars = self.segmenter.complete_chars
         if not chars:
             return None
+        speed = self.engine_speed(speed)
         return self.listener.cut_by_s(chars, speed, self._on_the_way(speed), margin_ms)
 
     def partial_deadline_s(self, speed: EngineSpeed, margin_ms: float) -> float | None:
@@ -332,6 +340,7 @@ class ContextStream:
         silent_s = self.segmenter.idle_deadline_s()
         if silent_s is None or self.segmenter.complete_chars:
             return None
+        speed = self.engine_speed(speed)
         dry_s = self.listener.cut_by_s(
             self.segmenter.buffered_chars, speed, self._on_the_way(speed), margin_ms
         )
@@ -352,6 +361,7 @@ class ContextStream:
         policy = self.segmenter.policy
         if not policy.natural_cuts or self.segmenter.segments_cut == 0:
             return None
+        speed = self.engine_speed(speed)
         ahead = self._on_the_way(speed)
         start_s = self.metrics.first_audio_s
         if start_s is None:  # forecast: once the segments ahead are made

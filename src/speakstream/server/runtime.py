@@ -110,7 +110,11 @@ class Runtime:
             raise ConfigError(
                 f"setting 'default_encoding': {encoding!r} is not one of {', '.join(ENCODINGS)}"
             )
-        speed = EngineSpeed()
+        # a separate model for segments that start while another runs (Piper: one core
+        # each instead of all; its prior: half the lone speed, until it has learned)
+        speed = EngineSpeed(
+            loaded=EngineSpeed(prior_ms_per_char=2 * EngineSpeed().prior_ms_per_char)
+        )
         capacity = Capacity(settings.max_concurrent_tasks, speed, settings.admission_fraction)
         session_config = SessionConfig(
             speed=speed,
