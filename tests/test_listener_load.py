@@ -55,6 +55,13 @@ def test_eight_listeners_starting_at_once_play_without_a_stall() -> None:
     assert ttfa_p95_ms(heard) <= 300.0
 
 
+def test_four_listeners_starting_at_once_play_without_a_stall() -> None:
+    # Regression: each stream's second sentence was buffered under a limit computed before
+    # the others' sentences reached the pool, and went out whole: two listeners ran dry.
+    heard = llm_listeners(4, 0.0)
+    assert stalled(heard) == 0, [h.underruns for h in heard]
+
+
 def test_a_lone_listener_gets_whole_sentences() -> None:
     [heard] = llm_listeners(1, 0.0)
     assert heard.underruns == []

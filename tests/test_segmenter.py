@@ -386,13 +386,14 @@ def test_a_sentence_end_before_the_limit_still_cuts() -> None:
 
 def test_a_lowered_limit_cuts_the_words_already_buffered() -> None:
     # Regression: the limit only applied at boundaries scanned after it was set, so text
-    # buffered under a higher limit went out whole at its sentence end, however late.
+    # buffered under a higher limit went out whole at its sentence end, however late
+    # (four LLM streams starting at once: two listeners ran dry).
     seg = Segmenter(SegmenterPolicy(min_text_length=5))
     assert [s.text for s in seg.push("Hello ", 0.0)] == ["Hello "]
     seg.limit_chars = 500
     assert seg.push("the package left our warehouse on", 0.0) == []
     seg.limit_chars = 12
-    out = [s.text for s in seg.push(" Tuesday. ", 0.0)]
+    out = [s.text for s in seg.cut_to_limit() + seg.push(" Tuesday. ", 0.0)]
     assert out[0] == "the package "
     assert "".join(out) == "the package left our warehouse on Tuesday. "
     assert all(s.strip() for s in out)

@@ -20,7 +20,8 @@ the text so far is worth synthesizing. The rules, in order of precedence:
 * ``flush()`` forces out everything buffered.
 * ``limit_chars`` (set from outside, e.g. by a listener model under load): after the
   first segment, a segment reaching it at a boundary is cut there (after the last
-  clause end if that is in its second half), sentence end or not.
+  clause end if that is in its second half), sentence end or not; ``cut_to_limit()``
+  also cuts the words buffered before it was lowered.
 
 Decisions at a boundary depend only on the text before it, never on how the text was split
 into pushes, so pushing the same text in any pieces yields the same segments (idle
@@ -202,22 +203,24 @@ class Segmenter:
         self._buf += text
         self.work_chars += len(self._buf)
         segments: list[Segment] = []
-        self._cut_to_limit(segments)
         self._scan_buffer(segments)
         return segments
 
-    def _cut_to_limit(self, out: list[Segment]) -> None:
-        """A limit lowered since the text buffered was scanned: cut that text to it (the
-        scan only looks at the boundaries of new text)."""
+    def cut_to_limit(self) -> list[Segment]:
+        """After the first segment, cut the whole words buffered to ``limit_chars`` (when
+        it was lowered after they were scanned: the scan only looks at the boundaries of
+        new text)."""
+        out: list[Segment] = []
         limit = self.limit_chars
         if limit is None or self._next_index == 0:
-            return
+            return out
         limit = max(limit, self.policy.min_text_length)
         while self._words_end > limit:
             end = self._end_within(limit)
             if end <= 0:
-                return
+                break
             self._cut(end, SegmentReason.PLAYBACK, out)
+        return out
 
     def _end_within(self, limit: int) -> int:
         """Where to cut the complete words buffered at most ``limit`` characters in (or

@@ -216,9 +216,15 @@ class ContextStream:
         self.metrics.characters += len(text)
         self.unspoken_chars += len(text)
         self.timeline.add_text(text)
-        if speed is not None:
-            self.segmenter.limit_chars = self.limit_chars(speed, margin_ms, now_s)
-        return self.segmenter.push(text, now_s)
+        if speed is None:
+            return self.segmenter.push(text, now_s)
+        segmenter = self.segmenter
+        segmenter.limit_chars = self.limit_chars(speed, margin_ms, now_s)
+        # under load, a limit lowered by others' work also cuts the words already here
+        # (alone, the cut deadline takes care of them, in fewer pieces)
+        others = self.backlog is not None and self.backlog.others(self)
+        cut = segmenter.cut_to_limit() if others else []
+        return cut + segmenter.push(text, now_s)
 
     def make_jobs(self, segments: list[Segment], now_s: float, next_id: int) -> list[Job]:
         """Jobs for ``segments`` (ids from ``next_id`` on), queued for release in order."""
