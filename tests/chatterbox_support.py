@@ -16,6 +16,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,3 +77,25 @@ def tuned(engine: Any, *, stream: bool = True, **options: Any) -> Iterator[Any]:
         yield engine
     finally:
         engine.options, engine.schedule = saved
+
+
+def assert_cancel_stops_at_the_next_step(engine: Any, text: str) -> None:
+    """A cancel from another thread stops token generation at its next step, and no
+    audio comes after it (a generation long enough to be cancelled in the middle)."""
+    from speakstream.engines import SynthesisOptions
+
+    bound = 20 * len(text)
+    chunks: list[Any] = []
+    with tuned(engine, stream=False, tokens_per_char=20.0) as slow:
+        stream = slow.synthesize(text, "default", SynthesisOptions())
+        worker = threading.Thread(target=lambda: chunks.extend(stream), daemon=True)
+        worker.start()
+        while stream.steps < 3:
+            worker.join(0.01)
+            assert worker.is_alive()
+        stream.cancel()
+        steps_at_cancel = stream.steps
+        worker.join(120)
+    assert not worker.is_alive()
+    assert stream.steps <= steps_at_cancel + 1 < bound
+    assert chunks == []  # one decode at the end, and no end after a cancel

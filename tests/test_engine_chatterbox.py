@@ -29,6 +29,7 @@ from speakstream.engines import (
 )
 from tests.chatterbox_support import (
     REAL_CHECKPOINT_ENV,
+    assert_cancel_stops_at_the_next_step,
     engine_options_for,
     needs_chatterbox,
     tuned,
@@ -168,21 +169,7 @@ def test_the_vocoder_joins_pieces_to_exactly_the_final_decode_length(
 
 
 def test_cancel_stops_generation_at_the_next_step(chatterbox_engine: Engine) -> None:
-    bound = 20 * len(TEXT)
-    chunks: list[PcmChunk] = []
-    with tuned(chatterbox_engine, stream=False, tokens_per_char=20.0) as engine:
-        stream = engine.synthesize(TEXT, "default", SynthesisOptions())
-        worker = threading.Thread(target=lambda: chunks.extend(stream), daemon=True)
-        worker.start()
-        while stream.steps < 3:
-            worker.join(0.01)
-            assert worker.is_alive()
-        stream.cancel()
-        steps_at_cancel = stream.steps
-        worker.join(120)
-    assert not worker.is_alive()
-    assert stream.steps <= steps_at_cancel + 1 < bound
-    assert chunks == []  # one decode at the end, and no end after a cancel
+    assert_cancel_stops_at_the_next_step(chatterbox_engine, TEXT)
 
 
 def test_closing_the_iterator_from_its_thread_stops_it(chatterbox_engine: Engine) -> None:

@@ -8,7 +8,6 @@ audio, streaming, seeds, cancel, what ``ready`` says), never quality.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from speakstream.engines import (
     load_engine,
 )
 from tests.chatterbox_support import (
+    assert_cancel_stops_at_the_next_step,
     build_test_checkpoint,
     engine_options_for,
     needs_chatterbox,
@@ -111,21 +111,7 @@ def test_the_same_seed_gives_the_same_audio(turbo_engine: Engine) -> None:
 
 
 def test_cancel_stops_generation_at_the_next_step(turbo_engine: Engine) -> None:
-    bound = 20 * len(TEXT)
-    chunks: list[PcmChunk] = []
-    with tuned(turbo_engine, stream=False, tokens_per_char=20.0) as engine:
-        stream = engine.synthesize(TEXT, "default", SynthesisOptions())
-        worker = threading.Thread(target=lambda: chunks.extend(stream), daemon=True)
-        worker.start()
-        while stream.steps < 3:
-            worker.join(0.01)
-            assert worker.is_alive()
-        stream.cancel()
-        steps_at_cancel = stream.steps
-        worker.join(120)
-    assert not worker.is_alive()
-    assert stream.steps <= steps_at_cancel + 1 < bound
-    assert chunks == []  # one decode at the end, and no end after a cancel
+    assert_cancel_stops_at_the_next_step(turbo_engine, TEXT)
 
 
 async def test_ready_advertises_the_variant(turbo_engine: Engine) -> None:
