@@ -246,3 +246,16 @@ def test_the_text_is_spoken_exactly_once_in_every_mode() -> None:
         for cuts in ("natural", "eager"):
             run = simulate(pieces, cuts=cuts)
             assert "".join(run.segments) == "".join(text for _, text in pieces)
+
+
+def test_segments_started_beside_others_teach_the_loaded_model_only() -> None:
+    loaded = EngineSpeed(prior_overhead_ms=10.0, prior_ms_per_char=3.0)
+    speed = EngineSpeed(prior_overhead_ms=10.0, prior_ms_per_char=1.5, loaded=loaded)
+    assert speed.for_load(False) is speed and speed.for_load(True) is loaded
+    for _ in range(80):
+        for chars in (10, 40, 90):
+            speed.observe(chars, 10.0 + 6.0 * chars, 60.0 * chars, shared=True)
+    assert loaded.ms_per_char == pytest.approx(6.0, rel=0.05)
+    assert speed.ms_per_char == pytest.approx(1.5)  # the lone model learned nothing
+    assert speed.audio_ms_per_char == pytest.approx(60.0, rel=0.05)  # audio: from every run
+    assert EngineSpeed().for_load(True).ms_per_char == EngineSpeed().ms_per_char  # no model
