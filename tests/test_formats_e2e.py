@@ -114,11 +114,14 @@ async def test_volume_scales_the_audio(piper_engine: Engine) -> None:
         loud = await speak(srv.stream_url, "Volume check, one two three.", volume=1.0)
         quiet = await speak(srv.stream_url, "Volume check, one two three.", volume=0.5)
 
-    def rms(result: ContextResult) -> float:
-        samples = np.frombuffer(result.audio, dtype="<i2").astype(np.float64)
-        return float(np.sqrt(np.mean(samples**2)))
+    def loudness(result: ContextResult) -> float:
+        # speech only: the RMS of the whole also counted the pauses between segments,
+        # whose length varies from run to run with where the text was cut (0.40 seen)
+        samples = np.abs(np.frombuffer(result.audio, dtype="<i2").astype(np.float64))
+        return float(np.percentile(samples, 95))
 
-    assert rms(quiet) / rms(loud) == pytest.approx(0.5, rel=0.15)  # Piper's noise varies a little
+    # Piper's noise varies a little between the two runs
+    assert loudness(quiet) / loudness(loud) == pytest.approx(0.5, rel=0.15)
 
 
 class _BrokenEncoder:
