@@ -120,8 +120,10 @@ async def test_volume_scales_the_audio(piper_engine: Engine) -> None:
         samples = np.abs(np.frombuffer(result.audio, dtype="<i2").astype(np.float64))
         return float(np.percentile(samples, 95))
 
-    # Piper's noise varies a little between the two runs
-    assert loudness(quiet) / loudness(loud) == pytest.approx(0.5, rel=0.15)
+    # Piper's noise varies between the two runs, and Piper normalizes each run's peak, so
+    # two runs cut at different places differ in loudness too (0.41 seen in a full run);
+    # without the volume the ratio would be 1
+    assert loudness(quiet) / loudness(loud) == pytest.approx(0.5, rel=0.3)
 
 
 class _BrokenEncoder:
