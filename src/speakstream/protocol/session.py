@@ -181,10 +181,9 @@ class Session:
         """A worker took the job (the engine backlog's forecasts count it as running)."""
         job = self._jobs.get(job_id)
         if job is not None and not job.done:
-            backlog = self._contexts[job.spec.context].backlog
-            if backlog is not None:
-                key = (self._contexts[job.spec.context], job_id)
-                job.shared = backlog.start(key, now_s)
+            ctx = self._contexts[job.spec.context]
+            if ctx.backlog is not None:
+                job.shared = ctx.backlog.start((ctx, job_id), now_s)
 
     def job_finished(
         self, job_id: int, synthesis_s: float, queue_s: float, now_s: float

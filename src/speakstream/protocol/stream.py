@@ -222,8 +222,7 @@ class ContextStream:
         segmenter.limit_chars = self.limit_chars(speed, margin_ms, now_s)
         # under load, a limit lowered by others' work also cuts the words already here
         # (alone, the cut deadline takes care of them, in fewer pieces)
-        others = self.backlog is not None and self.backlog.others(self)
-        cut = segmenter.cut_to_limit() if others else []
+        cut = segmenter.cut_to_limit() if self.others_speaking else []
         return cut + segmenter.push(text, now_s)
 
     def make_jobs(self, segments: list[Segment], now_s: float, next_id: int) -> list[Job]:
@@ -323,7 +322,12 @@ class ContextStream:
     def engine_speed(self, speed: EngineSpeed) -> EngineSpeed:
         """``speed``'s model for this context's next segments: the loaded one while other
         contexts have work in the engine pool."""
-        return speed.for_load(self.backlog is not None and self.backlog.others(self))
+        return speed.for_load(self.others_speaking)
+
+    @property
+    def others_speaking(self) -> bool:
+        """Whether other contexts have work in the engine pool."""
+        return self.backlog is not None and self.backlog.others(self)
 
     def wait_ms(self, start_by_s: float) -> float:
         """How long a job of this context due by ``start_by_s`` would wait for a worker
@@ -378,7 +382,7 @@ class ContextStream:
         available_ms = (
             1000.0 * (dry_s - now_s) - margin_ms - ahead.synthesis_ms - self.wait_ms(dry_s)
         )
-        if available_ms <= 0 and (self.backlog is None or not self.backlog.others(self)):
+        if available_ms <= 0 and not self.others_speaking:
             return None  # alone and late already: a shorter segment gains a few ms only
         return max(policy.chunk_size, speed.chars_within_ms(available_ms))
 
