@@ -53,6 +53,7 @@ def test_listener_cut_by() -> None:
 @dataclass
 class Run:
     segments: list[str] = field(default_factory=list)
+    dispatched: list[tuple[float, str]] = field(default_factory=list)  # (at, segment text)
     first_audio_s: float | None = None
     underruns: list[tuple[float, float]] = field(default_factory=list)  # (at, ms silent)
     played_until_s: float = 0.0
@@ -66,12 +67,13 @@ def simulate(
     ms_per_char: float = 1.5,
     audio_ms_per_char: float = 65.0,
     cuts: str = "natural",
+    phrase_words: int = 2,
     **config: Any,
 ) -> Run:
     """Feed ``pieces`` (arrival time, text) to one context, end it at ``end_s`` (after
     the last piece by default), run jobs one at a time on the scripted engine, and play
     the released audio in real time. Returns the segments and every underrun."""
-    policy = SegmenterPolicy(natural_cuts=cuts == "natural")
+    policy = SegmenterPolicy(natural_cuts=cuts == "natural", phrase_words=phrase_words)
     speed = EngineSpeed(
         prior_overhead_ms=overhead_ms,
         prior_ms_per_char=ms_per_char,
@@ -104,6 +106,7 @@ def simulate(
         for out in outputs:
             if isinstance(out, Synthesize):
                 queue.append(out.job)
+                run.dispatched.append((now_s, out.job.segment.text))
             elif isinstance(out, Send) and out.message.type == "segment":
                 run.segments.append(out.message.to_dict()["text"])
             elif isinstance(out, Audio):
@@ -231,7 +234,7 @@ def test_idle_input_does_not_cut_while_the_listener_is_busy() -> None:
 
 
 def test_a_typist_slower_than_speech_is_cut_when_the_listener_would_run_dry() -> None:
-    run = simulate(typed(SENTENCES.strip(), 0.080))
+    run = simulate(typed(SENTENCES.strip(), 0.080), phrase_words=1)
     # the typist (12.5 chars/s) is slower than the speech (15 chars/s): cuts must come,
     # each at the last clause or word boundary before the listener runs dry
     assert in_sentence_cuts(run.segments) >= 3
@@ -239,6 +242,13 @@ def test_a_typist_slower_than_speech_is_cut_when_the_listener_would_run_dry() ->
     # and each cut gave the engine time: the listener never waited after the start
     # longer than a typed word takes to arrive
     assert all(ms < 700 for _, ms in run.underruns), run.underruns
+    # words in pairs (the default): the same silence in all (the typist sets the pace),
+    # in fewer, longer gaps: at most a word's typing longer
+    pairs = simulate(typed(SENTENCES.strip(), 0.080))
+    assert len(pairs.segments) < 0.7 * len(run.segments)
+    silence_ms = sum(ms for _, ms in run.underruns)
+    assert sum(ms for _, ms in pairs.underruns) < 1.1 * silence_ms
+    assert all(ms < 1000 for _, ms in pairs.underruns), pairs.underruns
 
 
 def test_the_text_is_spoken_exactly_once_in_every_mode() -> None:
@@ -259,3 +269,39 @@ def test_segments_started_beside_others_teach_the_loaded_model_only() -> None:
     assert speed.ms_per_char == pytest.approx(1.5)  # the lone model learned nothing
     assert speed.audio_ms_per_char == pytest.approx(60.0, rel=0.05)  # audio: from every run
     assert EngineSpeed().for_load(True).ms_per_char == EngineSpeed().ms_per_char  # no model
+
+
+def words_of(segment: str) -> int:
+    return len(segment.split())
+
+
+def test_a_dry_listener_hears_a_slow_typist_in_pairs_of_words() -> None:
+    # The typist is slower than speech: the listener runs dry before every cut. Natural
+    # cuts wait for two whole words (or a clause end) rather than speaking each word
+    # alone; ``phrase_words`` 1 brings back one word at a time.
+    text = "we walked along the quiet road and talked about the long winter ahead of us"
+    pairs = simulate(typed(text, 0.080), first_segment_budget_ms=0.0)
+    assert "".join(pairs.segments) == text
+    later = pairs.segments[1:-1]  # the first segment and the flushed rest aside
+    assert later and all(words_of(s) >= 2 for s in later), pairs.segments
+    single = simulate(typed(text, 0.080), first_segment_budget_ms=0.0, phrase_words=1)
+    assert "".join(single.segments) == text
+    assert sum(words_of(s) == 1 for s in single.segments[1:-1]) >= 5, single.segments
+    assert len(pairs.segments) < len(single.segments)
+
+
+def test_a_pause_in_the_input_speaks_the_single_word_waiting() -> None:
+    # "Hello there " then silence: the listener has run dry and the one word buffered
+    # goes once the input has been silent for the idle threshold, not at the end.
+    pieces = [(0.0, "Hello "), (0.3, "there "), (3.0, "and goodbye.")]
+    run = simulate(pieces, first_segment_budget_ms=0.0)
+    assert run.segments[:2] == ["Hello ", "there "]
+    # cut once the input had been silent for 100 ms, long before the rest arrived
+    assert run.dispatched[1] == (pytest.approx(0.4), "there ")
+
+
+def test_a_clause_end_is_a_phrase_even_when_it_is_one_word() -> None:
+    text = "so, after all, we stayed home and read"
+    run = simulate(typed(text, 0.080), first_segment_budget_ms=0.0)
+    # "all," ends a clause: it is a phrase of its own, not held for the next word
+    assert run.segments[:2] == ["so, after ", "all, "], run.segments

@@ -397,3 +397,19 @@ def test_a_lowered_limit_cuts_the_words_already_buffered() -> None:
     assert out[0] == "the package "
     assert "".join(out) == "the package left our warehouse on Tuesday. "
     assert all(s.strip() for s in out)
+
+
+def test_complete_words_counts_the_whole_words_buffered() -> None:
+    seg = Segmenter(SegmenterPolicy(min_text_length=1))
+    seg.push("Hello ", 0.0)  # the first segment takes it
+    assert seg.complete_words == 0 and not seg.phrase_buffered
+    seg.push("there my fri", 0.1)
+    assert seg.complete_words == 2  # "fri" is still being typed
+    seg.push("end  and", 0.2)
+    assert seg.complete_words == 3 and not seg.phrase_buffered
+    seg.push(", ", 0.3)
+    assert seg.complete_words == 4 and seg.phrase_buffered
+    seg.flush_words()
+    assert seg.complete_words == 0 and seg.last_input_s == 0.3
+    seg.push("你好，世界", 0.4)
+    assert seg.complete_words == 1 and seg.phrase_buffered

@@ -614,3 +614,17 @@ def test_engine_work_leaves_the_backlog_when_it_ends_however_it_ends() -> None:
     assert len(capacity.backlog) == remaining
     s.close()
     assert len(capacity.backlog) == 0
+
+
+def test_phrase_words_is_a_per_context_choice_reported_in_ready() -> None:
+    s = make_session(max_jobs_in_flight=64)
+    [ready] = sends(s.start())
+    assert ready["settings"]["phrase_words"] == 2
+    for bad in (0, 51, 1.5, "two"):
+        codes = error_codes(feed(s, type="start", context="x", phrase_words=bad))
+        assert codes == ["invalid_message"], bad
+    feed(s, type="start", context="one", phrase_words=1)
+    feed(s, type="start", context="default")
+    one, default = s.context("one"), s.context("default")
+    assert one is not None and one.segmenter.policy.phrase_words == 1
+    assert default is not None and default.segmenter.policy.phrase_words == 2

@@ -231,6 +231,13 @@ class Settings:
         "run dry; eager: also at growth targets and on every input pause",
         choices=("natural", "eager"),
     )
+    phrase_words: int = setting(
+        _SEGMENTER.phrase_words,
+        "natural cuts: a listener that has run dry waits for this many whole words, a clause "
+        "end or an input pause (streaming_threshold) before they are spoken; 1: each word at once",
+        1,
+        50,
+    )
     first_segment_budget_ms: float = setting(
         _SESSION.first_segment_budget_ms,
         "the first segment runs on to the first clause already received when the engine "

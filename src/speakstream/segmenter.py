@@ -70,6 +70,11 @@ class SegmenterPolicy:
     # characters when that text is already buffered (a paragraph sent whole); 0: it ends
     # at the first word boundary past min_text_length.
     first_segment_max_chars: int = 0
+    # Natural cuts: a cut made because the listener runs dry waits for this many whole
+    # words (or a clause end, or ``streaming_threshold_s`` of input silence); 1: each word
+    # as soon as it is complete. A slow writer's words said in pairs sound far less
+    # clipped than one at a time, at the cost of hearing each pair a word later.
+    phrase_words: int = 2
 
     def __post_init__(self) -> None:
         if self.min_text_length < 1:
@@ -86,6 +91,8 @@ class SegmenterPolicy:
             raise ValueError("max_segment_chars must be at least twice max_chunk_size")
         if not 0 <= self.first_segment_max_chars <= self.max_segment_chars:
             raise ValueError("first_segment_max_chars must be between 0 and max_segment_chars")
+        if self.phrase_words < 1:
+            raise ValueError("phrase_words must be at least 1")
 
     def target_chars(self, segment_index: int) -> int:
         """Target length of segment ``segment_index`` (>= 1): the growth schedule."""
@@ -149,6 +156,16 @@ def _classify(token: str, whitespace: str) -> Boundary | None:
     return Boundary.WORD
 
 
+def _count_words(text: str) -> int:
+    """Words in ``text`` (whole words only), as the scan counts them: runs of
+    non-space characters, CJK punctuation ending one."""
+    if not any(ch in _CJK_SENTENCE or ch in _CJK_CLAUSE for ch in text):
+        return len(text.split())
+    for mark in _CJK_SENTENCE | _CJK_CLAUSE:
+        text = text.replace(mark, mark + " ")
+    return len(text.split())
+
+
 def boundary_after(text: str) -> Boundary:
     """What ends ``text`` (for the pause after it)."""
     stripped = text.rstrip()
@@ -177,6 +194,7 @@ class Segmenter:
         self._token_start = 0  # index in _buf where the current token began
         self._words_end = 0  # index in _buf just after the last whitespace seen
         self._phrase_end = 0  # index in _buf just after the last clause or sentence end
+        self._words = 0  # whole words in _buf[:_words_end]
         self._next_index = 0
         self._last_input_s: float | None = None
         self._idle_flushed = False
@@ -260,6 +278,21 @@ class Segmenter:
         return self._next_index
 
     @property
+    def complete_words(self) -> int:
+        """Whole words buffered (what ``flush_words`` would cut)."""
+        return self._words
+
+    @property
+    def phrase_buffered(self) -> bool:
+        """Whether a clause or sentence end is buffered (``flush_phrase`` would cut there)."""
+        return self._phrase_end > 0
+
+    @property
+    def last_input_s(self) -> float | None:
+        """When text last arrived (None: never)."""
+        return self._last_input_s
+
+    @property
     def complete_chars(self) -> int:
         """Characters buffered in whole words (what ``flush_words`` would cut)."""
         return self._words_end
@@ -318,16 +351,14 @@ class Segmenter:
             if ch.isspace():
                 if self._token_start < i - 1:
                     kind = _classify(buf[self._token_start : i - 1], ch)
+                    self._words += 1
                 elif ch == "\n" and i - 1 > seg_start:
                     kind = Boundary.SENTENCE
                 self._token_start = i
                 self._words_end = i
-            elif ch in _CJK_SENTENCE:
-                kind = Boundary.SENTENCE
-                self._token_start = i
-                self._words_end = i
-            elif ch in _CJK_CLAUSE:
-                kind = Boundary.CLAUSE
+            elif ch in _CJK_SENTENCE or ch in _CJK_CLAUSE:
+                kind = Boundary.SENTENCE if ch in _CJK_SENTENCE else Boundary.CLAUSE
+                self._words += self._token_start < i - 1
                 self._token_start = i
                 self._words_end = i
             length = i - seg_start
@@ -429,3 +460,5 @@ class Segmenter:
         self._token_start = max(0, self._token_start - n)
         self._words_end = max(0, self._words_end - n)
         self._phrase_end = max(0, self._phrase_end - n)
+        self._words = _count_words(self._buf[: self._words_end])
+        self.work_chars += self._words_end

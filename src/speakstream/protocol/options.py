@@ -98,6 +98,16 @@ CHUNKING_OPTIONS: tuple[ChunkingOption, ...] = (
         apply=lambda p, v: dataclasses.replace(p, natural_cuts=v == "natural"),
     ),
     ChunkingOption(
+        "phrase_words",
+        int,
+        1,
+        50,
+        "natural cuts: a listener that has run out of audio waits for this many whole words "
+        "(or a clause end, or a pause in the input) before they are spoken; 1: each word at once",
+        read=lambda p: p.phrase_words,
+        apply=lambda p, v: dataclasses.replace(p, phrase_words=v),
+    ),
+    ChunkingOption(
         "preemptive_generation",
         bool,
         help="start the first segment before a sentence ends",

@@ -344,6 +344,21 @@ class ContextStream:
         speed = self.engine_speed(speed)
         return self.listener.cut_by_s(chars, speed, self._on_the_way(speed), margin_ms)
 
+    def _phrase_cut_s(self, speed: EngineSpeed, margin_ms: float) -> float | None:
+        """When the words buffered are cut: at the cut deadline, if they make a phrase
+        (``policy.phrase_words`` whole words, or a clause end); with fewer, once the input
+        has also been silent for ``streaming_threshold_s`` (the writer paused), or when
+        more words arrive. A listener that has run dry hears a pair of words a word later
+        rather than each word alone, clipped like a sentence of one word."""
+        cut_s = self.cut_deadline_s(speed, margin_ms)
+        segmenter = self.segmenter
+        policy = segmenter.policy
+        if cut_s is None or segmenter.phrase_buffered:
+            return cut_s
+        if segmenter.complete_words >= policy.phrase_words or segmenter.last_input_s is None:
+            return cut_s
+        return max(cut_s, segmenter.last_input_s + policy.streaming_threshold_s)
+
     def partial_deadline_s(self, speed: EngineSpeed, margin_ms: float) -> float | None:
         """Natural cuts: a word being typed goes once input has been silent for the
         partial-word timeout and the listener is about to run dry."""
@@ -404,7 +419,7 @@ class ContextStream:
         """When ``timed_cuts`` may next have something to cut."""
         if self.natural:
             candidates = (
-                self.cut_deadline_s(speed, margin_ms),
+                self._phrase_cut_s(speed, margin_ms),
                 self.partial_deadline_s(speed, margin_ms),
             )
         else:
@@ -415,7 +430,7 @@ class ContextStream:
         """The segments time cuts now: natural cuts when the listener needs them; eager
         ones on input silence and when the audio released runs low."""
         if self.natural:
-            cut_s = self.cut_deadline_s(speed, margin_ms)
+            cut_s = self._phrase_cut_s(speed, margin_ms)
             if cut_s is not None and now_s >= cut_s:
                 return self.segmenter.flush_phrase()
             partial_s = self.partial_deadline_s(speed, margin_ms)

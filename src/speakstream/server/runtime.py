@@ -49,6 +49,7 @@ def segmenter_policy(settings: Settings) -> SegmenterPolicy:
         partial_word_timeout_s=settings.partial_word_timeout,
         max_segment_chars=max(400, 2 * settings.max_chunk_size),
         natural_cuts=settings.cuts == "natural",
+        phrase_words=settings.phrase_words,
     )
 
 
