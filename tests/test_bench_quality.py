@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from speakstream.bench.playback import Playback, word_lags_ms
 from speakstream.bench.quality import (
     VARIANTS,
     load_paragraphs,
@@ -47,7 +48,7 @@ def test_a_quick_run_measures_every_mode_against_the_in_process_reference(
     results = quick_results
     names = [v.name for v in VARIANTS]
     # the controls: the same arrivals with each segment synthesized alone
-    assert {"llm_150ms_alone", "typist_80ms_alone"} <= set(names)
+    assert {"llm_150ms_alone", "typist_80ms_alone", "typist_80ms_each_word"} <= set(names)
     assert results["quick"] is True
     assert results["paragraphs"] == 1
     assert len(results["machine"]["loadavg_at_start"]) == 3
@@ -68,6 +69,10 @@ def test_a_quick_run_measures_every_mode_against_the_in_process_reference(
         assert 0.5 < row["duration_ratio"] < 2.0
         assert 0 <= row["wer"] < 1.0
         assert row["engine_ms_per_audio_s"] > 0
+        # every word was heard after it was sent (alignment covers the whole text)
+        assert row["word_lag_ms"]["p50"] > 0 and row["gaps_ms_per_paragraph"] >= 0
+    for row in results["per_paragraph"][2:]:
+        assert len(row["word_lags_ms"]) == row["words"]
     whole = results["summary"]["whole"]
     assert whole["wer"] < 0.3
     for row in results["per_paragraph"]:
@@ -83,9 +88,27 @@ def test_results_file_and_table_of_a_quick_run(
     table = markdown_table(quick_results)
     lines = table.splitlines()
     assert len(lines) == 2 + len(VARIANTS)
-    assert all(line.count("|") == 10 for line in lines)
+    assert all(line.count("|") == 11 for line in lines)
     assert "floor" in lines[0] and "TTFA" in lines[0]
     assert [line.split("|")[1].strip() for line in lines[2:]] == [v.label for v in VARIANTS]
     capsys.readouterr()  # what writing the results printed
     assert main(["--table", str(path)]) == 0
     assert capsys.readouterr().out.strip() == table
+
+
+def test_playback_places_chunks_as_a_real_time_listener_hears_them() -> None:
+    # 1 s of audio at t=10, the next 0.5 s arrives at 10.4 (in time), the last 0.5 s at
+    # 12.0 (0.5 s after the listener ran out at 11.5)
+    playback = Playback([(10.0, 1000.0), (10.4, 500.0), (12.0, 500.0)])
+    assert playback.at_s(0.0) == pytest.approx(10.0)
+    assert playback.at_s(1200.0) == pytest.approx(11.2)
+    assert playback.at_s(1600.0) == pytest.approx(12.1)
+    assert playback.at_s(2100.0) is None
+    assert playback.gaps_ms == pytest.approx(500.0)
+    words = [
+        {"end": 5, "start_ms": 0.0},  # sent at 9.9
+        {"end": 11, "start_ms": 1500.0},  # sent at 11.0, heard at 12.0
+        {"end": 99, "start_ms": 10.0},  # never sent: no lag
+    ]
+    lags = word_lags_ms(words, [(5, 9.9), (11, 11.0)], playback)
+    assert lags == [pytest.approx(100.0), pytest.approx(1000.0)]

@@ -50,6 +50,7 @@ from numpy.typing import NDArray
 from speakstream.bench import common
 from speakstream.bench.arrival import MODES, ArrivalMode, Messages, in_sentence_cuts
 from speakstream.bench.common import percentiles, server_process
+from speakstream.bench.playback import Playback, word_lags_ms
 from speakstream.bench.speech_metrics import compare_speech, normalize_words, word_edits
 from speakstream.client import AudioChunk, Event, connect
 from speakstream.client.pacing import SentAt, send_paced
@@ -89,18 +90,21 @@ class Streamed:
     segment_texts: list[str]
     ttfa_ms: float
     synthesis_ms: float  # the engine's time for the context (its ``done`` metrics)
+    word_lags_ms: list[float]  # per word: from its last character sent to it being heard
+    gaps_ms: float  # the listener's silence after the first audio, waiting for more
 
 
 async def stream_text(url: str, messages: Messages, sample_rate_hz: int) -> Streamed:
     """Send ``messages`` on their schedule, then ``end``; collect audio and segments."""
     async with connect(url) as conn:
         ctx = await conn.open_context(
-            "quality", encoding="pcm_s16le", sample_rate_hz=sample_rate_hz
+            "quality", encoding="pcm_s16le", sample_rate_hz=sample_rate_hz, alignment=True
         )
         sent_at: SentAt = []
         sender = asyncio.create_task(send_paced(ctx, messages, sent_at))
         chunks: list[AudioChunk] = []
         segments: list[dict[str, Any]] = []
+        words: list[dict[str, Any]] = []
         synthesis_ms = math.nan
         try:
             async for item in ctx:
@@ -108,6 +112,8 @@ async def stream_text(url: str, messages: Messages, sample_rate_hz: int) -> Stre
                     chunks.append(item)
                 elif isinstance(item, Event) and item.type == "segment":
                     segments.append(item.data)
+                elif isinstance(item, Event) and item.type == "alignment":
+                    words.extend(item.data["words"])
                 elif isinstance(item, Event) and item.type == "done":
                     synthesis_ms = float(item.data["metrics"]["synthesis_ms"])
                 elif isinstance(item, Event) and item.type == "error":
@@ -119,12 +125,16 @@ async def stream_text(url: str, messages: Messages, sample_rate_hz: int) -> Stre
                 await sender
     if not chunks:
         raise RuntimeError("the server sent no audio")
+    ms_per_byte = 1000.0 / (2 * sample_rate_hz)  # pcm_s16le, mono
+    playback = Playback((c.received_s, len(c.data) * ms_per_byte) for c in chunks)
     return Streamed(
         pcm=b"".join(c.data for c in chunks),
         segment_ends=[int(s["end"]) for s in segments],
         segment_texts=[str(s["text"]) for s in segments],
         ttfa_ms=(chunks[0].received_s - sent_at[0][1]) * 1000.0,
         synthesis_ms=synthesis_ms,
+        word_lags_ms=word_lags_ms(words, sent_at, playback),
+        gaps_ms=playback.gaps_ms,
     )
 
 
@@ -214,6 +224,9 @@ class ParagraphResult:
     word_edits: int
     reference_words: int  # after normalize_words, as the WER counts them
     transcript: str
+    gaps_ms: float | None = None  # the listener's silence after the first audio
+    # per word (alignment order): from its last character sent to the listener hearing it
+    word_lags_ms: list[float] | None = None
 
 
 def _pcm_to_samples(pcm: bytes) -> NDArray[np.float64]:
@@ -247,6 +260,13 @@ def aggregate(rows: list[ParagraphResult]) -> dict[str, Any]:
     if engine_ms and all(math.isfinite(ms) for ms in engine_ms):
         # engine time per second of audio sent: what the context words cost
         out["engine_ms_per_audio_s"] = round(sum(engine_ms) / sum(r.audio_s for r in rows), 1)
+    lags = [lag for r in rows for lag in (r.word_lags_ms or ())]
+    if lags:
+        spread = percentiles(lags)
+        out["word_lag_ms"] = {"p50": round(spread["p50"], 1), "p95": round(spread["p95"], 1)}
+    gaps = [r.gaps_ms for r in rows if r.gaps_ms is not None]
+    if gaps:
+        out["gaps_ms_per_paragraph"] = round(statistics.fmean(gaps), 1)
     ttfa = [r.ttfa_ms for r in rows if r.ttfa_ms is not None]
     if ttfa:
         out["ttfa_ms"] = {
@@ -275,6 +295,12 @@ VARIANTS: tuple[Variant, ...] = (
         Variant(f"{m.name}_alone", f"{m.label}, segments alone (control)", m, _NO_CONTEXT)
         for m in MODES
         if m.name in ("llm_150ms", "typist_80ms")
+    ),
+    # the typist who wants each word at once: what pairs of words gain and cost
+    *(
+        Variant(f"{m.name}_each_word", f"{m.label}, each word at once", m, ("--phrase-words", "1"))
+        for m in MODES
+        if m.name == "typist_80ms"
     ),
 )
 
@@ -353,6 +379,8 @@ def run_quality(quick: bool = False, paragraphs: list[str] | None = None) -> dic
                     word_edits=word_edits(reference_words, normalize_words(transcript)),
                     reference_words=len(reference_words),
                     transcript=transcript,
+                    gaps_ms=round(stream.gaps_ms, 1) if stream else None,
+                    word_lags_ms=[round(lag, 1) for lag in stream.word_lags_ms] if stream else None,
                 )
             )
 
@@ -391,17 +419,20 @@ def markdown_table(results: dict[str, Any]) -> str:
         f"| MCD dB (floor {_fmt(floor['mcd_db'], 1)}) "
         f"| F0 RMSE st (floor {_fmt(floor['f0_rmse_semitones'], 2)}) "
         f"| duration vs whole (floor {_fmt(floor['duration_ratio'], 2)}) "
-        f"| WER (whole {_fmt(reference['wer'], 3)}) | TTFA p50 ms | engine ms per audio s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| WER (whole {_fmt(reference['wer'], 3)}) | TTFA p50 ms "
+        "| word heard after sent p50 / p95 ms | engine ms per audio s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, label in results["modes"].items():
         row = summary[name]
+        lag = row.get("word_lag_ms", {})
         lines.append(
             f"| {label} | {_fmt(row.get('segments_per_paragraph'), 1)} "
             f"| {_fmt(row.get('in_sentence_cuts_per_100_words'), 1)} "
             f"| {_fmt(row['mcd_db'], 1)} | {_fmt(row['f0_rmse_semitones'], 2)} "
             f"| {_fmt(row['duration_ratio'], 2)} | {_fmt(row['wer'], 3)} "
             f"| {_fmt(row.get('ttfa_ms', {}).get('p50'), 0)} "
+            f"| {_fmt(lag.get('p50'), 0)} / {_fmt(lag.get('p95'), 0)} "
             f"| {_fmt(row.get('engine_ms_per_audio_s'), 0)} |"
         )
     return "\n".join(lines)
