@@ -77,3 +77,16 @@ def test_piper_knows_which_neighbours_espeak_says_as_one_word(piper_engine: Engi
     assert share is not None and 0.2 < share < 0.8
     assert phonemes.merge("blue", "sky") is None
     assert phonemes.count("$29.95") == 6 and phonemes.count("—") == 0
+
+
+def test_piper_sessions_keep_no_copy_of_the_model(piper_engine: Engine) -> None:
+    """ONNX Runtime's Python session made from bytes keeps them (60 MB per voice here);
+    the engine drops them once its sessions are made, and still speaks."""
+    from speakstream.engines.piper import PiperEngine
+
+    assert isinstance(piper_engine, PiperEngine)
+    for loaded in piper_engine._voices.values():
+        for voice in (loaded.latency_voice, loaded.throughput_voice):
+            assert getattr(voice.session, "_model_bytes", None) is None
+    chunks = list(piper_engine.synthesize("Still here.", "en_US-joe-medium", SynthesisOptions()))
+    assert sum(c.num_samples for c in chunks) > 0

@@ -125,3 +125,16 @@ def test_the_protocol_needs_only_the_standard_library_and_the_segmenter() -> Non
         if module.startswith("speakstream.protocol"):
             outside = {t for t in targets if not t.startswith("speakstream.protocol")}
             assert outside <= allowed, module
+
+
+def test_the_server_loads_ffmpeg_only_when_a_feature_needs_it() -> None:
+    """PyAV (FFmpeg) is 18 MB of resident memory: the compressed encodings and voice
+    uploads import it when first used, so an idle server does not hold it."""
+    import subprocess
+    import sys
+
+    probe = "import sys, speakstream.server.app, speakstream.cli; print('av' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip() == "False"

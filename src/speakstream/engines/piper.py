@@ -144,6 +144,19 @@ class _LoadedVoice:
             if threads == 1
             else PiperVoice(session=session(1), config=self.config)
         )
+        for voice in (self.latency_voice, self.throughput_voice):
+            _release_model_bytes(voice.session)
+
+
+def _release_model_bytes(session: Any) -> None:
+    """Drop the model bytes an ONNX Runtime session made from bytes keeps for good (its
+    Python wrapper holds them, "TODO: This is bad as we're holding the memory
+    indefinitely"; they are only read again to re-create the session with other
+    providers, which this engine never does, and the fallback that would do it after a
+    failed run is switched off): the whole model, 60 MB of RSS here."""
+    session.disable_fallback()
+    if getattr(session, "_model_bytes", None) is not None:
+        session._model_bytes = None
 
 
 def _pieces(

@@ -23,7 +23,6 @@ import wave
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -108,6 +107,8 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
 def decode_recording(raw: bytes, max_s: float) -> tuple[np.ndarray, int]:
     """Mono float32 samples and their rate; ``UploadRefused`` if it is not audio, or
     shorter than ``MIN_UPLOAD_S`` or longer than ``max_s``."""
+    import av  # here, not at import: 18 MB of the server's idle memory for a rare route
+
     try:
         with av.open(io.BytesIO(raw), mode="r") as container:
             if not container.streams.audio:
