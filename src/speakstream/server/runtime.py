@@ -29,6 +29,7 @@ from speakstream.scheduler import EnginePool
 from speakstream.segmenter import SegmenterPolicy
 from speakstream.server import memory
 from speakstream.server.auth import Auth, check_bind
+from speakstream.server.calibration import calibrate
 from speakstream.server.drain import Drain
 from speakstream.server.metrics import Metrics
 from speakstream.server.voices import VoiceMap
@@ -116,6 +117,8 @@ class Runtime:
         speed = EngineSpeed(
             loaded=EngineSpeed(prior_ms_per_char=2 * EngineSpeed().prior_ms_per_char)
         )
+        if owns_engine:  # an engine handed in (tests) keeps the priors its test expects
+            calibrate(engine, caps.default_voice, speed, settings.max_concurrent_tasks)
         capacity = Capacity(settings.max_concurrent_tasks, speed, settings.admission_fraction)
         session_config = SessionConfig(
             speed=speed,
