@@ -41,3 +41,10 @@ def test_an_engine_too_slow_for_it_is_left_to_learn_as_it_goes() -> None:
     speed = _speed()
     assert not calibrate(engine, "fake-a", speed, workers=2)
     assert speed.ms_per_char == pytest.approx(1.5)  # the prior, untouched
+
+
+def test_a_failing_engine_does_not_stop_the_start() -> None:
+    engine = FakeEngine(EngineSettings(options={"fail_on": "Thanks"}))
+    speed = _speed()
+    assert not calibrate(engine, "fake-a", speed, workers=2)
+    assert speed.ms_per_char == pytest.approx(1.5)

@@ -157,8 +157,9 @@ def _classify(token: str, whitespace: str) -> Boundary | None:
 
 
 def _count_words(text: str) -> int:
-    """Words in ``text`` (whole words only), as the scan counts them: runs of
-    non-space characters, CJK punctuation ending one."""
+    """Words in ``text`` (whole words only): runs of non-space characters, CJK
+    punctuation ending one (a lone CJK mark counts as one, which the scan does not count;
+    a buffer holding one has a clause end, so the count is not read then)."""
     if not any(ch in _CJK_SENTENCE or ch in _CJK_CLAUSE for ch in text):
         return len(text.split())
     for mark in _CJK_SENTENCE | _CJK_CLAUSE:

@@ -97,8 +97,10 @@ class Streamed:
 async def stream_text(url: str, messages: Messages, sample_rate_hz: int) -> Streamed:
     """Send ``messages`` on their schedule, then ``end``; collect audio and segments."""
     async with connect(url) as conn:
+        # word timings (for when each word is heard) where the engine has them
+        alignment = conn.ready.get("capabilities", {}).get("alignment") is True
         ctx = await conn.open_context(
-            "quality", encoding="pcm_s16le", sample_rate_hz=sample_rate_hz, alignment=True
+            "quality", encoding="pcm_s16le", sample_rate_hz=sample_rate_hz, alignment=alignment
         )
         sent_at: SentAt = []
         sender = asyncio.create_task(send_paced(ctx, messages, sent_at))

@@ -84,7 +84,8 @@ CHUNKING_OPTIONS: tuple[ChunkingOption, ...] = (
         int,
         1,
         60_000,
-        "input silence (ms) that flushes whole words",
+        "input silence (ms) that flushes whole words (natural cuts: only once the listener "
+        "has run out of audio, the words short of phrase_words)",
         read=lambda p: round(p.streaming_threshold_s * 1000),
         apply=lambda p, v: dataclasses.replace(p, streaming_threshold_s=v / 1000.0),
     ),

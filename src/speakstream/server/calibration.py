@@ -9,7 +9,7 @@ with underruns, 7 s in all, against none once the models had learned; bench load
 2-core machine). So at start the runtime times a few sentences, alone and two at once,
 and feeds them to the models as segments would. Bounded: an engine whose first short
 sentence takes longer than ``SLOW_ENGINE_MS`` (a large model on a CPU) is left to learn
-as it goes.
+as it goes, and no new run starts after ``MAX_S``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ TEXTS = (
 )
 ROUNDS = 2
 SLOW_ENGINE_MS = 500.0
+MAX_S = 3.0  # start-up time calibration may take, at most about
+LEAD_S = 0.005  # how far the run already going is ahead of the one timed beside it
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +53,19 @@ def timed_run(engine: Engine, voice: str, text: str) -> Timed:
 
 
 def calibrate(engine: Engine, voice: str, speed: EngineSpeed, workers: int) -> bool:
-    """Time ``TEXTS`` alone (``speed``) and, with ``workers`` >= 2, two at once
-    (``speed.loaded``), ``ROUNDS`` times; False if the engine was too slow to go on."""
+    """Time ``TEXTS`` alone (``speed``) and, with ``workers`` >= 2, each started while
+    the same text already runs (``speed.loaded``), ``ROUNDS`` times; False if the engine
+    was too slow to go on or failed (it is then left to learn as it goes)."""
+    try:
+        return _calibrate(engine, voice, speed, workers)
+    except Exception:  # a start-up aid only: the first real segment reports the failure
+        _LOGGER.warning(
+            "engine speed: calibration failed; learned as segments are made", exc_info=True
+        )
+        return False
+
+
+def _calibrate(engine: Engine, voice: str, speed: EngineSpeed, workers: int) -> bool:
     first = timed_run(engine, voice, TEXTS[0])
     if first.synthesis_ms > SLOW_ENGINE_MS:
         _LOGGER.info(
@@ -60,16 +73,26 @@ def calibrate(engine: Engine, voice: str, speed: EngineSpeed, workers: int) -> b
             first.synthesis_ms,
         )
         return False
+    give_up_s = time.perf_counter() + MAX_S
     for _ in range(ROUNDS):
         for text in TEXTS:
+            if time.perf_counter() > give_up_s:
+                break
             run = timed_run(engine, voice, text)
             speed.observe(run.chars, run.synthesis_ms, run.audio_ms)
     if workers >= 2 and speed.loaded is not None:
         with ThreadPoolExecutor(2, thread_name_prefix="calibrate") as pool:
             for _ in range(ROUNDS):
                 for text in TEXTS:
-                    for run in pool.map(lambda t: timed_run(engine, voice, t), (text, text)):
-                        speed.observe(run.chars, run.synthesis_ms, run.audio_ms, shared=True)
+                    if time.perf_counter() > give_up_s:
+                        break
+                    # as the server sees it: a run that starts while another runs (the one
+                    # already running, which started alone, is not what the model learns)
+                    ahead = pool.submit(timed_run, engine, voice, text)
+                    time.sleep(LEAD_S)
+                    run = pool.submit(timed_run, engine, voice, text).result()
+                    ahead.result()
+                    speed.observe(run.chars, run.synthesis_ms, run.audio_ms, shared=True)
     loaded = speed.for_load(True)
     _LOGGER.info(
         "engine speed: %.1f ms + %.2f ms per character alone, %.1f ms + %.2f ms per character "

@@ -119,6 +119,7 @@ class Runtime:
         )
         if owns_engine:  # an engine handed in (tests) keeps the priors its test expects
             calibrate(engine, caps.default_voice, speed, settings.max_concurrent_tasks)
+            memory.trim()  # what calibration's runs freed
         capacity = Capacity(settings.max_concurrent_tasks, speed, settings.admission_fraction)
         session_config = SessionConfig(
             speed=speed,
