@@ -399,17 +399,22 @@ def test_a_lowered_limit_cuts_the_words_already_buffered() -> None:
     assert all(s.strip() for s in out)
 
 
-def test_complete_words_counts_the_whole_words_buffered() -> None:
+def test_has_words_counts_the_whole_words_buffered() -> None:
     seg = Segmenter(SegmenterPolicy(min_text_length=1))
+
+    def words() -> int:  # the most n for which has_words(n) holds
+        return next(n for n in range(10) if not seg.has_words(n + 1))
+
     seg.push("Hello ", 0.0)  # the first segment takes it
-    assert seg.complete_words == 0 and not seg.phrase_buffered
+    assert words() == 0 and not seg.phrase_buffered
     seg.push("there my fri", 0.1)
-    assert seg.complete_words == 2  # "fri" is still being typed
+    assert words() == 2  # "fri" is still being typed
     seg.push("end  and", 0.2)
-    assert seg.complete_words == 3 and not seg.phrase_buffered
+    assert words() == 3 and not seg.phrase_buffered
     seg.push(", ", 0.3)
-    assert seg.complete_words == 4 and seg.phrase_buffered
+    assert words() == 4 and seg.phrase_buffered
     seg.flush_words()
-    assert seg.complete_words == 0 and seg.last_input_s == 0.3
+    assert words() == 0
     seg.push("你好，世界", 0.4)
-    assert seg.complete_words == 1 and seg.phrase_buffered
+    assert words() == 1 and seg.phrase_buffered
+    assert seg.idle_deadline_s() == pytest.approx(0.5)  # the phrase hold's silence bound

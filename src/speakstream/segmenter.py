@@ -156,17 +156,6 @@ def _classify(token: str, whitespace: str) -> Boundary | None:
     return Boundary.WORD
 
 
-def _count_words(text: str) -> int:
-    """Words in ``text`` (whole words only): runs of non-space characters, CJK
-    punctuation ending one (a lone CJK mark counts as one, which the scan does not count;
-    a buffer holding one has a clause end, so the count is not read then)."""
-    if not any(ch in _CJK_SENTENCE or ch in _CJK_CLAUSE for ch in text):
-        return len(text.split())
-    for mark in _CJK_SENTENCE | _CJK_CLAUSE:
-        text = text.replace(mark, mark + " ")
-    return len(text.split())
-
-
 def boundary_after(text: str) -> Boundary:
     """What ends ``text`` (for the pause after it)."""
     stripped = text.rstrip()
@@ -195,7 +184,6 @@ class Segmenter:
         self._token_start = 0  # index in _buf where the current token began
         self._words_end = 0  # index in _buf just after the last whitespace seen
         self._phrase_end = 0  # index in _buf just after the last clause or sentence end
-        self._words = 0  # whole words in _buf[:_words_end]
         self._next_index = 0
         self._last_input_s: float | None = None
         self._idle_flushed = False
@@ -278,20 +266,27 @@ class Segmenter:
     def segments_cut(self) -> int:
         return self._next_index
 
-    @property
-    def complete_words(self) -> int:
-        """Whole words buffered (what ``flush_words`` would cut)."""
-        return self._words
+    def has_words(self, n: int) -> bool:
+        """Whether at least ``n`` whole words are buffered (in what ``flush_words`` would
+        cut: runs of characters other than white space and CJK punctuation). Counted from
+        the last word back, so it reads only those ``n`` words."""
+        words = 0
+        in_word = False
+        for j in range(self._words_end - 1, -1, -1):
+            ch = self._buf[j]
+            if ch.isspace() or ch in _CJK_SENTENCE or ch in _CJK_CLAUSE:
+                in_word = False
+            elif not in_word:
+                in_word = True
+                words += 1
+                if words >= n:
+                    return True
+        return n <= 0
 
     @property
     def phrase_buffered(self) -> bool:
         """Whether a clause or sentence end is buffered (``flush_phrase`` would cut there)."""
         return self._phrase_end > 0
-
-    @property
-    def last_input_s(self) -> float | None:
-        """When text last arrived (None: never)."""
-        return self._last_input_s
 
     @property
     def complete_chars(self) -> int:
@@ -352,14 +347,12 @@ class Segmenter:
             if ch.isspace():
                 if self._token_start < i - 1:
                     kind = _classify(buf[self._token_start : i - 1], ch)
-                    self._words += 1
                 elif ch == "\n" and i - 1 > seg_start:
                     kind = Boundary.SENTENCE
                 self._token_start = i
                 self._words_end = i
             elif ch in _CJK_SENTENCE or ch in _CJK_CLAUSE:
                 kind = Boundary.SENTENCE if ch in _CJK_SENTENCE else Boundary.CLAUSE
-                self._words += self._token_start < i - 1
                 self._token_start = i
                 self._words_end = i
             length = i - seg_start
@@ -461,5 +454,3 @@ class Segmenter:
         self._token_start = max(0, self._token_start - n)
         self._words_end = max(0, self._words_end - n)
         self._phrase_end = max(0, self._phrase_end - n)
-        self._words = _count_words(self._buf[: self._words_end])
-        self.work_chars += self._words_end

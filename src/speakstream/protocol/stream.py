@@ -352,12 +352,13 @@ class ContextStream:
         rather than each word alone, clipped like a sentence of one word."""
         cut_s = self.cut_deadline_s(speed, margin_ms)
         segmenter = self.segmenter
-        policy = segmenter.policy
         if cut_s is None or segmenter.phrase_buffered:
             return cut_s
-        if segmenter.complete_words >= policy.phrase_words or segmenter.last_input_s is None:
+        if segmenter.has_words(segmenter.policy.phrase_words):
             return cut_s
-        return max(cut_s, segmenter.last_input_s + policy.streaming_threshold_s)
+        # the segmenter's idle deadline: ``streaming_threshold_s`` after the last input
+        silent_s = segmenter.idle_deadline_s()
+        return cut_s if silent_s is None else max(cut_s, silent_s)
 
     def partial_deadline_s(self, speed: EngineSpeed, margin_ms: float) -> float | None:
         """Natural cuts: a word being typed goes once input has been silent for the
