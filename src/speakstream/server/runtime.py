@@ -101,12 +101,6 @@ class Runtime:
     def build(cls, settings: Settings, engine: Engine | None = None) -> Runtime:
         auth = Auth(settings)
         check_bind(settings, auth.keys)  # before the engine loads: a refusal is quick
-        owns_engine = engine is None
-        if engine is None:
-            memory.limit_arenas()  # before the engine's threads allocate
-            engine = load_engine(settings.engine, engine_settings(settings))
-            memory.trim()  # what loading the model freed
-        caps = engine.capabilities
         encoding = settings.default_encoding
         if encoding not in ENCODINGS:
             raise ConfigError(
@@ -117,9 +111,16 @@ class Runtime:
         speed = EngineSpeed(
             loaded=EngineSpeed(prior_ms_per_char=2 * EngineSpeed().prior_ms_per_char)
         )
-        if owns_engine:  # an engine handed in (tests) keeps the priors its test expects
-            calibrate(engine, caps.default_voice, speed, settings.max_concurrent_tasks)
-            memory.trim()  # what calibration's runs freed
+        owns_engine = engine is None
+        if engine is None:
+            memory.limit_arenas()  # before the engine's threads allocate
+            engine = load_engine(settings.engine, engine_settings(settings))
+            # (an engine handed in, by tests, keeps the priors its test expects)
+            calibrate(
+                engine, engine.capabilities.default_voice, speed, settings.max_concurrent_tasks
+            )
+            memory.trim()  # what loading the model and calibrating freed
+        caps = engine.capabilities
         capacity = Capacity(settings.max_concurrent_tasks, speed, settings.admission_fraction)
         session_config = SessionConfig(
             speed=speed,
