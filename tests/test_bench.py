@@ -41,14 +41,14 @@ def test_percentiles_interpolate() -> None:
 
 
 def test_the_load_benchmark_listener_counts_underruns() -> None:
-    from speakstream.bench.load import playback_underruns
+    from speakstream.bench.playback import Playback
 
     # starts 100 ms after the first chunk; 500 ms chunks
-    assert playback_underruns([(0.0, 500.0), (0.55, 500.0)], 100.0) == []
+    assert Playback([(0.0, 500.0), (0.55, 500.0)], 100.0).gaps == []
     # the second chunk comes 0.2 s after the playhead ran out at 0.6 s
-    [gap] = playback_underruns([(0.0, 500.0), (0.8, 500.0), (1.2, 100.0)], 100.0)
+    [gap] = Playback([(0.0, 500.0), (0.8, 500.0), (1.2, 100.0)], 100.0).gaps
     assert gap == pytest.approx(200.0)
-    assert playback_underruns([], 100.0) == []
+    assert Playback([], 100.0).gaps == []
 
 
 async def test_a_benchmark_server_that_exits_at_once_is_reported_as_not_started() -> None:

@@ -48,6 +48,7 @@ from typing import Any
 from speakstream.bench import listeners
 from speakstream.bench.common import percentiles, rss_mb, server_with_pid, write_results
 from speakstream.bench.listeners import Heard
+from speakstream.bench.playback import Playback
 
 PARAGRAPH = (
     "Thanks for waiting. I looked at your order, and the package left our warehouse on "
@@ -96,21 +97,6 @@ SERVERS = ("speakstream", "speakstream-sequential", "wyoming-piper", "piper-http
 Address = str | int  # a WebSocket URL (ours) or a loopback TCP port (peers)
 
 
-def playback_underruns(chunks: list[tuple[float, float]], jitter_ms: float) -> list[float]:
-    """Underruns (ms) of a listener that starts ``jitter_ms`` after the first chunk and
-    plays in real time; ``chunks``: (arrival s, duration ms) in order."""
-    if not chunks:
-        return []
-    play_end_s = chunks[0][0] + jitter_ms / 1000.0  # where the playhead is when audio runs out
-    gaps = []
-    for arrival_s, duration_ms in chunks:
-        if arrival_s > play_end_s:
-            gaps.append(1000.0 * (arrival_s - play_end_s))
-            play_end_s = arrival_s
-        play_end_s += duration_ms / 1000.0
-    return gaps
-
-
 def listen(target: str, address: Address, index: int, text: str) -> Awaitable[Heard]:
     """One client of ``target`` at ``address`` (its server's), sending ``text``."""
     if TARGETS[target].server.startswith("speakstream"):
@@ -124,7 +110,8 @@ def listen(target: str, address: Address, index: int, text: str) -> Awaitable[He
 
 
 def listener_result(heard: Heard) -> dict[str, Any]:
-    gaps = playback_underruns(heard.chunks, JITTER_BUFFER_MS)
+    # a listener starting JITTER_BUFFER_MS after the first chunk, in real time
+    gaps = Playback(heard.chunks, JITTER_BUFFER_MS).gaps
     return {
         "refused": heard.refused,
         "ttfa_ms": heard.ttfa_ms,
