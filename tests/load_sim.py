@@ -8,8 +8,11 @@ runs, later segments not yet due wait; a later segment due beyond ``horizon_s`` 
 take the last free worker. A job takes ``overhead_ms + ms_per_char *
 characters`` (context words included; ``alone_ms_per_char`` when no other job runs as it
 starts, as Piper's lone runs get every core) and makes ``audio_ms_per_char`` per letter or digit
-of its own text. Each listener plays its audio in real time from its first byte plus
-``jitter_ms``; every moment the playhead passes the audio received is an underrun.
+of its own text; from ``slower_from_s`` on, every job takes ``slower_by`` times as long
+(the machine slowing down). Each listener plays its audio in real time from its first
+byte plus ``jitter_ms``; every moment the playhead passes the audio received is an
+underrun. ``admission_fraction`` > 0: admission control as the server's (``Capacity``);
+a stream whose context is refused (``busy``) sends nothing more.
 """
 
 from __future__ import annotations
@@ -17,11 +20,19 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from speakstream.protocol.listener import Capacity, EngineSpeed
-from speakstream.protocol.outputs import Audio, Output, SessionConfig, SynthesisJob, Synthesize
+from speakstream.protocol.outputs import (
+    Audio,
+    Output,
+    Send,
+    SessionConfig,
+    SynthesisJob,
+    Synthesize,
+)
 from speakstream.protocol.session import Session
 from speakstream.scheduler import RESERVE_HORIZON_S
 from speakstream.segmenter import SegmenterPolicy
@@ -36,6 +47,7 @@ class Listened:
     played_until_s: float = 0.0
     underruns: list[tuple[float, float]] = field(default_factory=list)
     segments: int = 0
+    refused: bool = False  # its context was refused (busy): it sends nothing more
 
     @property
     def ttfa_ms(self) -> float | None:
@@ -73,6 +85,9 @@ def simulate_load(
     audio_ms_per_char: float = 65.0,
     jitter_ms: float = 100.0,
     horizon_s: float = RESERVE_HORIZON_S,
+    admission_fraction: float = 0.0,
+    slower_from_s: float = math.inf,
+    slower_by: float = 1.0,
     trace: list[dict[str, Any]] | None = None,
     **config: Any,
 ) -> list[Listened]:
@@ -88,7 +103,7 @@ def simulate_load(
             prior_audio_ms_per_char=audio_ms_per_char,
         ),
     )
-    capacity = Capacity(workers, speed, fraction=0.0)
+    capacity = Capacity(workers, speed, admission_fraction)
     cfg = SessionConfig(
         voices={"v": 16000},
         default_voice="v",
@@ -120,6 +135,8 @@ def simulate_load(
                 key = _Waiting(job.start_by_s, 0 if job.first else 1, next(order), index, job)
                 heapq.heappush(waiting, key)
                 listened.segments += 1
+            elif isinstance(out, Send) and getattr(out.message, "code", None) == "busy":
+                listened.refused = True
             elif isinstance(out, Audio):
                 duration_s = out.pcm / 1000.0
                 if listened.first_audio_s is None:
@@ -154,6 +171,8 @@ def simulate_load(
             job = item.job
             chars = len(job.segment.text) + len(job.left_context) + len(job.right_context)
             per_char_ms = ms_per_char if running else alone_ms_per_char
+            if now_s >= slower_from_s:  # the machine slows down (another tenant, say)
+                per_char_ms *= slower_by
             done_s = now_s + (overhead_ms + per_char_ms * chars) / 1000.0
             running[(item.session, job.job_id)] = job.first
             first_running = first_running or job.first
@@ -185,6 +204,8 @@ def simulate_load(
             grant(now_s)
             continue
         session = sessions[index]
+        if kind in ("text", "end") and heard[index].refused:
+            continue
         if kind == "text":
             if heard[index].first_text_s is None:
                 heard[index].first_text_s = now_s

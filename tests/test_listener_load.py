@@ -81,3 +81,26 @@ def test_carrying_context_under_load_makes_listeners_stall() -> None:
 def test_without_a_worker_kept_free_first_audio_waits_for_long_segments() -> None:
     kept = ttfa_p95_ms(llm_listeners(12, 2.0))
     assert ttfa_p95_ms(llm_listeners(12, 2.0, horizon_s=float("inf"))) > kept + 50.0
+
+
+def served(heard: list[Listened]) -> list[Listened]:
+    return [h for h in heard if not h.refused]
+
+
+def test_admission_refuses_the_listeners_the_engine_cannot_feed() -> None:
+    # two a second for 12 s: more than the engine can keep playing at once
+    without = llm_listeners(24, 12.0)
+    assert stalled(without) == 24
+    heard = llm_listeners(24, 12.0, admission_fraction=0.9)
+    assert 0 < sum(h.refused for h in heard) < 24
+    assert stalled(served(heard)) == 0
+
+
+def test_admission_follows_an_engine_that_slows_down() -> None:
+    # the engine takes 1.4 times as long from 5 s on: the learned speed follows it, and
+    # later arrivals are refused instead of stalling everyone
+    steady = llm_listeners(30, 15.0, admission_fraction=0.9)
+    heard = llm_listeners(30, 15.0, admission_fraction=0.9, slower_from_s=5.0, slower_by=1.4)
+    assert sum(h.refused for h in heard) > sum(h.refused for h in steady)
+    assert stalled(served(heard)) == 0
+    assert stalled(served(llm_listeners(30, 15.0, slower_from_s=5.0, slower_by=1.4))) > 0

@@ -67,6 +67,7 @@ async def test_a_scrape_after_a_session(piper_engine: Engine) -> None:
     assert value(found, "speakstream_audio_seconds_total", **ctx_labels) == pytest.approx(
         metrics["audio_ms"] / 1000, abs=1e-3
     )
+    assert value(found, "speakstream_listener_stalls_total", **ctx_labels) == metrics["stalls"]
     hist = "speakstream_time_to_first_audio_seconds"
     assert value(found, f"{hist}_count", **ctx_labels) == 1
     assert value(found, f"{hist}_sum", **ctx_labels) == pytest.approx(
@@ -118,6 +119,19 @@ async def test_refused_connections_are_counted_by_reason(piper_engine: Engine) -
     refused = "speakstream_refused_connections_total"
     assert value(found, refused, endpoint="/v1/stream", reason="too_many_connections") == 1
     assert value(found, refused, endpoint="/v1/stream", reason="forbidden_origin") == 1
+
+
+def test_stalls_reported_in_done_are_counted() -> None:
+    from speakstream.protocol.server_messages import Done
+
+    metrics = Metrics("fake", lambda: 0, lambda: 0)
+    conn = metrics.for_connection("/v1/stream")
+    for stalls, stall_ms in ((2, 450.0), (1, 50.0), (0, 0.0)):
+        conn.observe(Done("c", {"stalls": stalls, "stall_ms": stall_ms}), "v")
+    found = samples(metrics.render().decode())
+    labels = {"endpoint": "/v1/stream", "engine": "fake", "voice": "v"}
+    assert value(found, "speakstream_listener_stalls_total", **labels) == 3
+    assert value(found, "speakstream_listener_stall_seconds_total", **labels) == 0.5
 
 
 def test_labels_are_bounded() -> None:

@@ -628,3 +628,48 @@ def test_phrase_words_is_a_per_context_choice_reported_in_ready() -> None:
     one, default = s.context("one"), s.context("default")
     assert one is not None and one.segmenter.policy.phrase_words == 1
     assert default is not None and default.segmenter.policy.phrase_words == 2
+
+
+def _done_metrics(outputs: list[Output]) -> dict[str, Any]:
+    [done] = [m for m in sends(outputs) if m["type"] == "done"]
+    metrics: dict[str, Any] = done["metrics"]
+    return metrics
+
+
+def test_a_listener_waiting_for_audio_whose_text_had_come_has_stalled() -> None:
+    s = make_session(max_jobs_in_flight=8, first_segment_budget_ms=0)
+    first, second = jobs(feed(s, 10.0, type="text", text="Hello there. "))
+    out = feed(s, 10.01, type="end")
+    s.job_audio(first.job.job_id, "a", 500.0, 10.1)  # plays 10.1 to 10.6
+    s.job_finished(first.job.job_id, 0.05, 0.0, 10.1)
+    # the second segment (cut at 10.0) comes 0.3 s after the listener ran dry
+    out = s.job_audio(second.job.job_id, "b", 500.0, 10.9)
+    out += s.job_finished(second.job.job_id, 0.05, 0.0, 10.9)
+    metrics = _done_metrics(out)
+    assert metrics["stalls"] == 1 and metrics["stall_ms"] == pytest.approx(300.0)
+
+
+def test_a_listener_waiting_for_text_that_had_not_come_has_not_stalled() -> None:
+    # a typist slower than speech: each word comes after the audio before it has played
+    s = make_session(max_jobs_in_flight=8, first_segment_budget_ms=0)
+    [first] = jobs(feed(s, 10.0, type="text", text="Hello "))
+    s.job_audio(first.job.job_id, "a", 300.0, 10.05)  # plays 10.05 to 10.35
+    s.job_finished(first.job.job_id, 0.05, 0.0, 10.05)
+    out = feed(s, 11.0, type="text", text="there.")
+    out += feed(s, 11.0, type="end")
+    [second] = jobs(out)
+    out = s.job_audio(second.job.job_id, "b", 300.0, 11.1)
+    out += s.job_finished(second.job.job_id, 0.05, 0.0, 11.1)
+    metrics = _done_metrics(out)
+    assert (metrics["stalls"], metrics["stall_ms"]) == (0, 0.0)
+
+
+def test_a_gap_shorter_than_a_stall_is_not_counted() -> None:
+    s = make_session(max_jobs_in_flight=8, first_segment_budget_ms=0)
+    first, second = jobs(feed(s, 10.0, type="text", text="Hello there. "))
+    feed(s, 10.0, type="end")
+    s.job_audio(first.job.job_id, "a", 500.0, 10.1)
+    s.job_finished(first.job.job_id, 0.05, 0.0, 10.1)
+    out = s.job_audio(second.job.job_id, "b", 500.0, 10.61)  # 10 ms after the listener ran dry
+    out += s.job_finished(second.job.job_id, 0.05, 0.0, 10.61)
+    assert _done_metrics(out)["stalls"] == 0

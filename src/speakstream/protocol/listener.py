@@ -20,6 +20,9 @@ from speakstream.protocol.backlog import Backlog
 from speakstream.protocol.errors import ErrorCode, ProtocolError
 
 RETRY_AFTER_S = 2.0  # the hint with ``busy``: about when some context usually finishes
+# A listener silent this long waiting for audio that was due has stalled (shorter gaps are
+# timer noise that any client's jitter buffer absorbs)
+STALL_MIN_MS = 20.0
 
 
 @dataclass(slots=True)

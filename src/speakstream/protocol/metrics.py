@@ -17,6 +17,8 @@ class ContextMetrics:
     audio_ms: float = 0.0
     synthesis_ms: float = 0.0
     queue_ms: float = 0.0
+    stalls: int = 0  # times the listener ran dry waiting for audio that was due
+    stall_ms: float = 0.0  # the silence of those stalls, in all
 
     def record(self, now_s: float) -> dict[str, Any]:
         """The ``done`` metrics: times from the first text (from the context's opening if
@@ -37,4 +39,6 @@ class ContextMetrics:
             "characters": self.characters,
             "segments": self.segments,
             "duration_ms": since_first_text(now_s),
+            "stalls": self.stalls,
+            "stall_ms": round(self.stall_ms, 3),
         }

@@ -145,6 +145,15 @@ class Metrics:
         self.characters = counter("characters", "characters of text spoken", ev)
         self.audio_seconds = counter("audio_seconds", "seconds of audio produced", ev)
         self.segments = counter("segments", "segments synthesized", ev)
+        self.stalls = counter(
+            "listener_stalls",
+            "times a context's listener, playing in real time from its first audio, ran dry "
+            "waiting for audio whose text had come (the server fell behind)",
+            ev,
+        )
+        self.stall_seconds = counter(
+            "listener_stall_seconds", "the silence of those stalls, in all", ev
+        )
         self.cancels = counter("cancels", "contexts cancelled", ("endpoint", "engine"))
         self.errors = counter("errors", "error messages sent, by code", ("endpoint", "code"))
         self.refused_connections = counter(
@@ -190,6 +199,8 @@ class ConnectionMetrics:
             m.characters.labels(*labels).inc(values.get("characters") or 0)
             m.audio_seconds.labels(*labels).inc((values.get("audio_ms") or 0) / 1000)
             m.segments.labels(*labels).inc(values.get("segments") or 0)
+            m.stalls.labels(*labels).inc(values.get("stalls") or 0)
+            m.stall_seconds.labels(*labels).inc((values.get("stall_ms") or 0) / 1000)
         elif isinstance(message, SegmentEvent):
             if message.first_chunk_ms is not None:
                 m.generation.labels(m.engine, voice).observe(message.first_chunk_ms / 1000)
