@@ -38,6 +38,7 @@ class Heard:
     chunks: list[tuple[float, float]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     refused: bool = False
+    server_stall_ms: float | None = None  # what speakstream's ``done`` says (others: None)
 
     @property
     def ttfa_ms(self) -> float | None:
@@ -77,6 +78,8 @@ async def _native(
         async for item in ctx:
             if isinstance(item, AudioChunk):
                 heard.chunks.append((item.received_s, 1000.0 * len(item.data) / 2 / rate_hz))
+            elif isinstance(item, Event) and item.type == "done":
+                heard.server_stall_ms = float(item.data["metrics"]["stall_ms"])
             elif isinstance(item, Event) and item.type == "error":
                 heard.errors.append(str(item.data.get("code")))
                 if item.data.get("code") == "busy":  # refused: its text goes nowhere

@@ -20,7 +20,9 @@ audio received. The targets (``TARGETS``; the text reaches each as its protocol 
 
 Per target and N: time to first audio (first text sent to first audio byte)
 p50/p95/p99, streams with an underrun, total underrun ms, refused streams, audio seconds
-delivered per second of wall time, the server's CPU and RSS; per target the largest N
+delivered per second of wall time, the server's CPU and RSS (and, for speakstream, the
+stall ms its own ``done`` messages report, a listener without jitter buffer: the server's
+view of the same underruns); per target the largest N
 with p95 first audio <= 300 ms, no underrun and none refused, as a fraction of the
 engine's own limit measured in the same run (Piper in the benchmark process with every
 core busy, in audio seconds per second: how many real-time listeners the engine could
@@ -119,6 +121,7 @@ def listener_result(heard: Heard) -> dict[str, Any]:
         "underrun_ms": round(sum(gaps), 1),
         "audio_s": heard.audio_s,
         "errors": heard.errors,
+        "server_stall_ms": heard.server_stall_ms,
     }
 
 
@@ -164,12 +167,19 @@ async def at_load(
         "streams_refused": sum(1 for r in results if r["refused"]),
         "streams_without_audio": sum(1 for r in results if r["ttfa_ms"] is None),
         "underrun_ms_total": round(sum(r["underrun_ms"] for r in results), 1),
+        # the server's own count (speakstream: done's stall_ms, no jitter buffer; else None)
+        "server_stall_ms_total": _total([r["server_stall_ms"] for r in results]),
         "audio_s_per_s": round(sum(r["audio_s"] for r in results) / wall_s, 2),
         "server_cpu_cores": round((_cpu_s(pid) - cpu_before_s) / wall_s, 2),
         "server_peak_rss_mb": round(peak_rss_mb, 1),
         "server_rss_after_mb": round(rss_mb(pid), 1),
         "errors": sorted({e for r in results for e in r["errors"]}),
     }
+
+
+def _total(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(sum(known), 1) if known else None
 
 
 def engine_limit_audio_s_per_s(seconds: float) -> float:
