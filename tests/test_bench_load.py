@@ -99,3 +99,19 @@ def test_clients_start_evenly_over_the_arrival_window() -> None:
     assert row["listeners"] == 3 and row["streams_without_audio"] == 0
     assert started == sorted(started)
     assert started[2] - started[0] >= 0.2  # the third waited two thirds of the window
+
+
+def test_the_table_shows_the_servers_own_stalls_where_it_reports_them() -> None:
+    ours = _row(4, 200) | {"underrun_ms_total": 120.0, "server_stall_ms_total": 95.5}
+    peer = _row(4, 900) | {"underrun_ms_total": 0, "server_stall_ms_total": None}
+    results = {
+        "targets": {
+            name: {"rows": [row | {"server_peak_rss_mb": 400.0}], "listeners_served": 4}
+            | {"fraction_of_engine_limit": 0.2}
+            for name, row in (("speakstream", ours), ("wyoming-piper-stream", peer))
+        },
+        "ratios_vs_speakstream": {},
+    }
+    lines = load.markdown_table(results).splitlines()
+    assert "the server's own stall ms" in lines[0]
+    assert "| 120.0 | 95.5 |" in lines[2] and "| 0 | — |" in lines[3]

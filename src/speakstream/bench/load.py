@@ -374,15 +374,18 @@ def markdown_table(results: dict[str, Any]) -> str:
     targets = _targets(results)
     lines = [
         "| target | listeners | first audio p50 / p95 / p99 ms | streams with underruns "
-        "| underrun, all streams (ms) | refused | audio s per s | server peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| underrun, all streams (ms) | the server's own stall ms | refused | audio s per s "
+        "| server peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, target in targets.items():
         for r in target["rows"]:
             t = r["ttfa_ms"]
+            stall_ms = r.get("server_stall_ms_total")
             lines.append(
                 f"| {name} | {r['listeners']} | {t.get('p50')} / {t.get('p95')} / {t.get('p99')} "
                 f"| {r['streams_with_underruns']} | {r['underrun_ms_total']} "
+                f"| {'—' if stall_ms is None else stall_ms} "
                 f"| {r['streams_refused']} | {r['audio_s_per_s']} | {r['server_peak_rss_mb']} |"
             )
     lines.append("")
