@@ -69,6 +69,8 @@ def test_a_quick_run_measures_every_target_and_writes_results_and_plot(tmp_path:
     assert list(results["targets"]) == expected
     assert results["listeners"] == [1]
     assert results["engine_limit_audio_s_per_s"] > 0
+    before, after = results["engine_limit_before_after"]  # the machine, before and after
+    assert results["engine_limit_audio_s_per_s"] == pytest.approx((before + after) / 2, abs=0.01)
     for name, target in results["targets"].items():
         [row] = target["rows"]
         assert row["listeners"] == 1

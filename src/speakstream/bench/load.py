@@ -26,7 +26,8 @@ view of the same underruns); per target the largest N
 with p95 first audio <= 300 ms, no underrun and none refused, as a fraction of the
 engine's own limit measured in the same run (Piper in the benchmark process with every
 core busy, in audio seconds per second: how many real-time listeners the engine could
-feed if nothing else cost anything); each peer's numbers over speakstream's. N defaults to
+feed if nothing else cost anything; measured before the servers start and again after
+they stop, the mean of both, as a shared machine's speed drifts); each peer's numbers over speakstream's. N defaults to
 1, 2, 4, 8, 12, 16 (``--quick``: 1, 2 and a 2-sentence text); ``LOAD_BENCH_LISTENERS``
 (e.g. ``1,4``) and ``LOAD_BENCH_TARGETS`` (names, comma-separated) choose others. The N
 clients start at once (a burst: the hardest case), or with ``LOAD_BENCH_ARRIVAL_S`` (e.g.
@@ -430,15 +431,24 @@ def run(
     text = QUICK_TEXT if quick else PARAGRAPH
     arrival_s = float(os.environ.get(ARRIVAL_ENV, "0") or 0)
     starts = f"starting evenly over {arrival_s:g} s" if arrival_s else "starting at once"
+    load_avg_at_start = os.getloadavg()
     print(
         f"load: N = {counts}, targets {chosen}, clients {starts}, "
-        f"load average {os.getloadavg()[0]:.2f}"
+        f"load average {load_avg_at_start[0]:.2f}"
     )
     for name in chosen:
         print(f"  {name}: {TARGETS[name].text_arrives}")
-    limit = engine_limit_audio_s_per_s(4.0 if quick else 15.0)
-    print(f"engine limit: {limit:.1f} audio s per s (~{limit:.1f} real-time listeners)")
+    limit_seconds = 4.0 if quick else 15.0
+    limit_before = engine_limit_audio_s_per_s(limit_seconds)
+    print(
+        f"engine limit: {limit_before:.1f} audio s per s (~{limit_before:.1f} real-time listeners)"
+    )
     per_target = asyncio.run(load_async(counts, chosen, text, arrival_s))
+    # measured again once the servers are gone: a shared machine's speed drifts; the
+    # fractions are of the mean of both
+    limit_after = engine_limit_audio_s_per_s(limit_seconds)
+    print(f"engine limit after the run: {limit_after:.1f} audio s per s")
+    limit = (limit_before + limit_after) / 2
     for target in per_target.values():
         best = listeners_served(target["rows"])
         target["listeners_served"] = best
@@ -451,8 +461,9 @@ def run(
         "tokens_per_s": TOKENS_PER_S,
         "jitter_buffer_ms": JITTER_BUFFER_MS,
         "arrival_window_s": arrival_s,
-        "load_avg_at_start": os.getloadavg(),
+        "load_avg_at_start": load_avg_at_start,
         "engine_limit_audio_s_per_s": round(limit, 2),
+        "engine_limit_before_after": [round(limit_before, 2), round(limit_after, 2)],
         "goal": f"p95 first audio <= {TTFA_GOAL_MS:.0f} ms, no underrun, none refused",
         "targets": per_target,
         "ratios_vs_speakstream": ratios_to_reference(per_target),
