@@ -117,3 +117,20 @@ def test_the_table_shows_the_servers_own_stalls_where_it_reports_them() -> None:
     lines = load.markdown_table(results).splitlines()
     assert "the server's own stall ms" in lines[0]
     assert "| 120.0 | 95.5 |" in lines[2] and "| 0 | — |" in lines[3]
+
+
+async def test_a_listener_refused_at_connect_is_counted_refused(fake_engine_factory: Any) -> None:
+    # Regression: a connection refused busy (1013) before its first context raised out of
+    # the benchmark client and ended the whole run (16 listeners arriving over 2 s).
+    from speakstream.bench import listeners
+    from tests.conftest import running_server
+
+    async with running_server(fake_engine_factory()) as srv:
+        capacity = srv.runtime.session_config.capacity
+        assert capacity is not None
+        capacity.active = capacity.listeners_limit  # as if that many were speaking
+        heard = await listeners.native(srv.stream_url, "late", "Hello there. ")
+        assert heard.refused and heard.errors == ["busy"] and not heard.chunks
+        capacity.active = 0
+        heard = await listeners.native(srv.stream_url, "later", "Hello there. ")
+        assert not heard.refused and heard.chunks and heard.server_stall_ms == 0.0

@@ -24,7 +24,14 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from speakstream.client import AudioChunk, ConnectError, ConnectionClosed, Event, connect
+from speakstream.client import (
+    AudioChunk,
+    ConnectError,
+    ConnectionClosed,
+    Event,
+    ServerError,
+    connect,
+)
 from speakstream.client.pacing import Piece, send_paced, tokens
 
 _WAV_HEADER_BYTES = 44  # Python's wave module, which piper.http_server writes with
@@ -61,6 +68,9 @@ async def native(
     heard = Heard()
     try:
         await _native(url, name, text, pace_tokens_per_s, heard)
+    except ServerError as exc:  # the connection refused at once (busy: 1013)
+        heard.errors.append(exc.code)
+        heard.refused = exc.code == "busy" and not heard.chunks
     except (ConnectionClosed, ConnectError) as exc:  # refused (busy) or dropped
         heard.errors.append(f"closed: {exc}"[:80])
         heard.refused = not heard.chunks
