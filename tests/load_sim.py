@@ -171,9 +171,9 @@ def simulate_load(
             job = item.job
             chars = len(job.segment.text) + len(job.left_context) + len(job.right_context)
             per_char_ms = ms_per_char if running else alone_ms_per_char
-            if now_s >= slower_from_s:  # the machine slows down (another tenant, say)
-                per_char_ms *= slower_by
-            done_s = now_s + (overhead_ms + per_char_ms * chars) / 1000.0
+            # from slower_from_s on, the machine is slower (another tenant, say)
+            slower = slower_by if now_s >= slower_from_s else 1.0
+            done_s = now_s + slower * (overhead_ms + per_char_ms * chars) / 1000.0
             running[(item.session, job.job_id)] = job.first
             first_running = first_running or job.first
             sessions[item.session].job_started(job.job_id, now_s)

@@ -18,20 +18,20 @@ audio received. The targets (``TARGETS``; the text reaches each as its protocol 
 * ``piper-http``: Piper's own ``python -m piper.http_server``, the whole paragraph in one
   ``POST /synthesize`` when the client starts (a WAV that comes when all is synthesized).
 
-Per target and N: time to first audio (first text sent to first audio byte)
-p50/p95/p99, streams with an underrun, total underrun ms, refused streams, audio seconds
-delivered per second of wall time, the server's CPU and RSS (and, for speakstream, the
-stall ms its own ``done`` messages report, a listener without jitter buffer: the server's
-view of the same underruns); per target the largest N
-with p95 first audio <= 300 ms, no underrun and none refused, as a fraction of the
-engine's own limit measured in the same run (Piper in the benchmark process with every
-core busy, in audio seconds per second: how many real-time listeners the engine could
-feed if nothing else cost anything; measured before the servers start and again after
-they stop, the mean of both, as a shared machine's speed drifts); each peer's numbers over speakstream's. N defaults to
-1, 2, 4, 8, 12, 16 (``--quick``: 1, 2 and a 2-sentence text); ``LOAD_BENCH_LISTENERS``
+Per target and N: time to first audio (first text sent to first audio byte) p50/p95/p99,
+streams with an underrun, total underrun ms, refused streams, audio seconds delivered
+per second of wall time, the server's CPU and RSS (and, for speakstream, the stall ms
+its own ``done`` messages report, a listener without jitter buffer: the server's view of
+the same underruns); per target the largest N with p95 first audio <= 300 ms, no
+underrun and none refused, as a fraction of the engine's own limit measured in the same
+run (Piper in the benchmark process with every core busy, in audio seconds per second:
+how many real-time listeners the engine could feed if nothing else cost anything;
+measured before the servers start and again after they stop, the mean of both, as a
+shared machine's speed drifts); each peer's numbers over speakstream's. N defaults to 1,
+2, 4, 8, 12, 16 (``--quick``: 1, 2 and a 2-sentence text); ``LOAD_BENCH_LISTENERS``
 (e.g. ``1,4``) and ``LOAD_BENCH_TARGETS`` (names, comma-separated) choose others. The N
-clients start at once (a burst: the hardest case), or with ``LOAD_BENCH_ARRIVAL_S`` (e.g.
-``2``) evenly over that many seconds, as users arrive at a service.
+clients start at once (a burst: the hardest case), or with ``LOAD_BENCH_ARRIVAL_S``
+(e.g. ``2``) evenly over that many seconds, as users arrive at a service.
 Results go to ``bench/results/load.json`` (``load-arrivals.json`` with an arrival
 window), with a PNG plot when matplotlib is installed.
 """
