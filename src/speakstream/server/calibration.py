@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -48,7 +49,7 @@ def timed_run(engine: Engine, voice: str, text: str) -> Timed:
     started_s = time.perf_counter()
     audio_ms = 0.0
     for chunk in engine.synthesize(text, voice, SynthesisOptions()):
-        audio_ms += 1000.0 * chunk.num_samples / chunk.sample_rate_hz
+        audio_ms += chunk.duration_ms
     return Timed(len(text), 1000.0 * (time.perf_counter() - started_s), audio_ms)
 
 
@@ -65,6 +66,16 @@ def calibrate(engine: Engine, voice: str, speed: EngineSpeed, workers: int) -> b
         return False
 
 
+def _texts_until(give_up_s: float) -> Iterator[str]:
+    """``TEXTS``, ``ROUNDS`` times over, while ``time.perf_counter()`` is before
+    ``give_up_s``."""
+    for _ in range(ROUNDS):
+        for text in TEXTS:
+            if time.perf_counter() > give_up_s:
+                return
+            yield text
+
+
 def _calibrate(engine: Engine, voice: str, speed: EngineSpeed, workers: int) -> bool:
     first = timed_run(engine, voice, TEXTS[0])
     if first.synthesis_ms > SLOW_ENGINE_MS:
@@ -74,25 +85,19 @@ def _calibrate(engine: Engine, voice: str, speed: EngineSpeed, workers: int) -> 
         )
         return False
     give_up_s = time.perf_counter() + MAX_S
-    for _ in range(ROUNDS):
-        for text in TEXTS:
-            if time.perf_counter() > give_up_s:
-                break
-            run = timed_run(engine, voice, text)
-            speed.observe(run.chars, run.synthesis_ms, run.audio_ms)
+    for text in _texts_until(give_up_s):
+        run = timed_run(engine, voice, text)
+        speed.observe(run.chars, run.synthesis_ms, run.audio_ms)
     if workers >= 2 and speed.loaded is not None:
         with ThreadPoolExecutor(2, thread_name_prefix="calibrate") as pool:
-            for _ in range(ROUNDS):
-                for text in TEXTS:
-                    if time.perf_counter() > give_up_s:
-                        break
-                    # as the server sees it: a run that starts while another runs (the one
-                    # already running, which started alone, is not what the model learns)
-                    ahead = pool.submit(timed_run, engine, voice, text)
-                    time.sleep(LEAD_S)
-                    run = pool.submit(timed_run, engine, voice, text).result()
-                    ahead.result()
-                    speed.observe(run.chars, run.synthesis_ms, run.audio_ms, shared=True)
+            for text in _texts_until(give_up_s):
+                # as the server sees it: a run that starts while another runs (the one
+                # already running, which started alone, is not what the model learns)
+                ahead = pool.submit(timed_run, engine, voice, text)
+                time.sleep(LEAD_S)
+                run = pool.submit(timed_run, engine, voice, text).result()
+                ahead.result()
+                speed.observe(run.chars, run.synthesis_ms, run.audio_ms, shared=True)
     loaded = speed.for_load(True)
     _LOGGER.info(
         "engine speed: %.1f ms + %.2f ms per character alone, %.1f ms + %.2f ms per character "
