@@ -305,3 +305,12 @@ def test_a_clause_end_is_a_phrase_even_when_it_is_one_word() -> None:
     run = simulate(typed(text, 0.080), first_segment_budget_ms=0.0)
     # "all," ends a clause: it is a phrase of its own, not held for the next word
     assert run.segments[:2] == ["so, after ", "all, "], run.segments
+
+
+def test_a_listener_stalls_only_waiting_for_audio_whose_text_had_come() -> None:
+    listener = Listener(first_audio_s=10.0, released_ms=500.0)  # runs dry at 10.5
+    assert listener.stall_ms(10.8, cut_s=10.2) == pytest.approx(300.0)
+    assert listener.stall_ms(10.8, cut_s=10.6) == 0.0  # the text came after it ran dry
+    assert listener.stall_ms(10.51, cut_s=10.2) == 0.0  # 10 ms: shorter than a stall
+    assert listener.stall_ms(10.4, cut_s=10.2) == 0.0  # it still has audio
+    assert Listener().stall_ms(10.8, cut_s=0.0) == 0.0  # no audio yet: no listener

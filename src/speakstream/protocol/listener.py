@@ -133,6 +133,18 @@ class Listener:
             return None
         return self.first_audio_s + (self.released_ms + on_the_way_ms) / 1000.0
 
+    def stall_ms(self, now_s: float, cut_s: float) -> float:
+        """How long the listener has been silent at ``now_s``, waiting for audio whose
+        segment was cut at ``cut_s``, if that is a stall: ``STALL_MIN_MS`` or more, and the
+        segment cut before the listener ran dry (the text was there, the audio was late; a
+        listener waiting for text that had not come, a slow typist's, is not stalled).
+        0: no stall."""
+        dry_s = self.runs_dry_s()
+        if dry_s is None or cut_s > dry_s:
+            return 0.0
+        silent_ms = 1000.0 * (now_s - dry_s)
+        return silent_ms if silent_ms >= STALL_MIN_MS else 0.0
+
     def cut_by_s(
         self,
         buffered_chars: int,

@@ -29,7 +29,7 @@ from speakstream.protocol.carry import (
     right_context,
 )
 from speakstream.protocol.errors import ClientVisibleError, ErrorCode, ProtocolError
-from speakstream.protocol.listener import STALL_MIN_MS, EngineSpeed, Listener, OnTheWay
+from speakstream.protocol.listener import EngineSpeed, Listener, OnTheWay
 from speakstream.protocol.messages import StartMessage
 from speakstream.protocol.metrics import ContextMetrics
 from speakstream.protocol.options import ENGINE_OPTIONS
@@ -495,8 +495,9 @@ class ContextStream:
             return
         if self.metrics.first_audio_s is None:
             self.metrics.first_audio_s = now_s
-        else:
-            self._count_stall(job, now_s)
+        elif stall_ms := self.listener.stall_ms(now_s, job.cut_s):
+            self.metrics.stalls += 1
+            self.metrics.stall_ms += stall_ms
         seg = job.spec.segment
         for pcm, duration_ms, words in job.chunks:
             spoken = self.timeline.add_audio(seg.start, seg.end, duration_ms, words)
@@ -505,19 +506,6 @@ class ContextStream:
                 out.append(Send(Alignment(self.id, seg.index, spoken, chars), self.stream))
             out.append(Audio(self.stream, seg.index, pcm))
         job.chunks.clear()
-
-    def _count_stall(self, job: Job, now_s: float) -> None:
-        """A stall: the listener (playing from the first byte, in real time) has been
-        silent ``STALL_MIN_MS`` or more when ``job``'s audio comes, and the job's segment
-        was cut before the listener ran dry: the text was there, the audio was late (a
-        listener waiting for text that had not come, a slow typist's, is not stalled)."""
-        dry_s = self.listener.runs_dry_s()
-        if dry_s is None or job.cut_s > dry_s:
-            return
-        silent_ms = 1000.0 * (now_s - dry_s)
-        if silent_ms >= STALL_MIN_MS:
-            self.metrics.stalls += 1
-            self.metrics.stall_ms += silent_ms
 
     def _segment_event(self, job: Job) -> SegmentEvent:
         seg = job.spec.segment
