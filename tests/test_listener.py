@@ -307,6 +307,18 @@ def test_a_clause_end_is_a_phrase_even_when_it_is_one_word() -> None:
     assert run.segments[:2] == ["so, after ", "all, "], run.segments
 
 
+def test_a_listener_that_ran_dry_plays_the_next_audio_when_it_comes() -> None:
+    listener = Listener()
+    listener.hear(10.0, 500.0)  # its first byte: plays 10.0 to 10.5
+    listener.hear(10.2, 300.0)  # queued behind: plays on to 10.8
+    assert listener.runs_dry_s() == pytest.approx(10.8)
+    listener.hear(11.3, 200.0)  # 0.5 s after it ran dry: it plays from now, as players do
+    assert listener.waited_ms == pytest.approx(500.0)
+    assert listener.runs_dry_s() == pytest.approx(11.5)
+    assert listener.runs_dry_s(on_the_way_ms=1000.0) == pytest.approx(12.5)
+    assert listener.stall_ms(11.6, cut_s=11.4) == pytest.approx(100.0)  # from 11.5, not 11.0
+
+
 def test_a_listener_stalls_only_waiting_for_audio_whose_text_had_come() -> None:
     listener = Listener(first_audio_s=10.0, released_ms=500.0)  # runs dry at 10.5
     assert listener.stall_ms(10.8, cut_s=10.2) == pytest.approx(300.0)

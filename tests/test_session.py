@@ -673,3 +673,21 @@ def test_a_gap_shorter_than_a_stall_is_not_counted() -> None:
     out = s.job_audio(second.job.job_id, "b", 500.0, 10.61)  # 10 ms after the listener ran dry
     out += s.job_finished(second.job.job_id, 0.05, 0.0, 10.61)
     assert _done_metrics(out)["stalls"] == 0
+
+
+def test_a_listener_that_waited_is_planned_from_where_it_resumed() -> None:
+    # Regression: the model kept the first byte's clock, so a listener that once waited
+    # (here for a typist) looked ever behind: its segments' start-by times fell a second
+    # early, and the engine pool, earliest deadline first, ran them before others' due work.
+    s = make_session(max_jobs_in_flight=8, first_segment_budget_ms=0)
+    [first] = jobs(feed(s, 10.0, type="text", text="Hello "))
+    s.job_audio(first.job.job_id, "a", 300.0, 10.05)  # plays 10.05 to 10.35
+    s.job_finished(first.job.job_id, 0.05, 0.0, 10.05)
+    out = feed(s, 11.0, type="text", text="there ")
+    [second] = jobs(out + s.poll(11.2))  # the input paused: the word goes
+    s.job_audio(second.job.job_id, "b", 2000.0, 11.3)  # the listener resumes: 11.3 to 13.3
+    s.job_finished(second.job.job_id, 0.05, 0.0, 11.3)
+    [third] = jobs(feed(s, 11.35, type="text", text="my friend. "))
+    # due when the resumed listener runs dry less engine time and margin (the old clock
+    # said 10.05 + 2.3 s of audio = 12.35, and a start-by of 12.05)
+    assert 13.3 - 0.4 < third.job.start_by_s < 13.3

@@ -121,17 +121,34 @@ class EngineSpeed:
 
 @dataclass(slots=True)
 class Listener:
-    """A listener of one context, playing in real time from its first audio byte."""
+    """A listener of one context, playing in real time from its first audio byte.
+
+    Like every player, one that runs dry waits and plays the next audio when it comes:
+    ``waited_ms`` shifts its playhead. (A model that kept the first byte's clock would
+    think a listener that once waited is ever further behind than it is: its segments
+    would seem overdue for good and, run earliest deadline first, push others' past
+    theirs.)"""
 
     first_audio_s: float | None = None
     released_ms: float = 0.0  # audio released so far
+    waited_ms: float = 0.0  # silent since its first byte, waiting for audio
 
     def runs_dry_s(self, on_the_way_ms: float = 0.0) -> float | None:
         """When the listener has played everything released (plus ``on_the_way_ms`` of
         audio still being made); None before the first byte."""
         if self.first_audio_s is None:
             return None
-        return self.first_audio_s + (self.released_ms + on_the_way_ms) / 1000.0
+        return self.first_audio_s + (self.waited_ms + self.released_ms + on_the_way_ms) / 1000.0
+
+    def hear(self, now_s: float, duration_ms: float) -> None:
+        """``duration_ms`` of audio released at ``now_s``: played once what came before
+        is, or at once if the listener has run dry."""
+        dry_s = self.runs_dry_s()
+        if dry_s is None:
+            self.first_audio_s = now_s
+        elif now_s > dry_s:
+            self.waited_ms += 1000.0 * (now_s - dry_s)
+        self.released_ms += duration_ms
 
     def stall_ms(self, now_s: float, cut_s: float) -> float:
         """How long the listener has been silent at ``now_s``, waiting for audio whose

@@ -198,6 +198,7 @@ class ContextStream:
         self.segmenter = segmenter
         self.metrics = ContextMetrics(created_s=now_s)
         self.timeline = SpokenTimeline()
+        self.listener = Listener()  # plays what is released, from its first byte
         self.state = ContextState.OPEN
         self.pending: deque[Job | _Marker] = deque()
         self.unspoken_chars = 0  # received, not yet released as audio
@@ -264,10 +265,6 @@ class ContextStream:
 
     # --- the listener ---------------------------------------------------------------------
 
-    @property
-    def listener(self) -> Listener:
-        return Listener(self.metrics.first_audio_s, self.timeline.audio_ms)
-
     def start_by_s(self, job: Job, speed: EngineSpeed, margin_ms: float, now_s: float) -> float:
         """When the engine must start ``job`` at the latest for its audio to come
         ``margin_ms`` before the listener runs dry (the listener starts when the first
@@ -276,10 +273,10 @@ class ContextStream:
             return now_s
         speed = self.engine_speed(speed)
         ahead = self._on_the_way(speed, before=job)
-        start_s = self.metrics.first_audio_s
-        if start_s is None:  # forecast: once the segments ahead are made
-            start_s = now_s + ahead.synthesis_ms / 1000.0
-        dry_s = Listener(start_s, self.timeline.audio_ms).runs_dry_s(ahead.audio_ms)
+        listener = self.listener
+        if listener.first_audio_s is None:  # forecast: once the segments ahead are made
+            listener = Listener(now_s + ahead.synthesis_ms / 1000.0)
+        dry_s = listener.runs_dry_s(ahead.audio_ms)
         chars = job.spec.segment.end - job.spec.segment.start
         needed_ms = speed.synthesis_ms(chars) + margin_ms
         return (dry_s if dry_s is not None else now_s) - needed_ms / 1000.0
@@ -390,12 +387,13 @@ class ContextStream:
             return None
         speed = self.engine_speed(speed)
         ahead = self._on_the_way(speed)
-        start_s = self.metrics.first_audio_s
-        if start_s is None:  # forecast: once the segments ahead are made
+        listener = self.listener
+        if listener.first_audio_s is None:  # forecast: once the segments ahead are made
             if not any(isinstance(item, Job) for item in self.pending):
                 return None
-            start_s = now_s + (ahead.synthesis_ms + self.wait_ms(now_s)) / 1000.0
-        dry_s = start_s + (self.timeline.audio_ms + ahead.audio_ms) / 1000.0
+            listener = Listener(now_s + (ahead.synthesis_ms + self.wait_ms(now_s)) / 1000.0)
+        dry_s = listener.runs_dry_s(ahead.audio_ms)
+        assert dry_s is not None
         available_ms = (
             1000.0 * (dry_s - now_s) - margin_ms - ahead.synthesis_ms - self.wait_ms(dry_s)
         )
@@ -450,12 +448,12 @@ class ContextStream:
         only ``low_water_ms`` left: past it, whole words buffered are cut at once rather
         than waiting for the segment's target length or sentence end. Only while nothing
         of the context is being synthesized (that audio is on its way)."""
-        start_s = self.metrics.first_audio_s
-        if start_s is None or not low_water_ms or not self.segmenter.has_complete_words:
+        dry_s = self.listener.runs_dry_s()
+        if dry_s is None or not low_water_ms or not self.segmenter.has_complete_words:
             return None
         if any(isinstance(item, Job) for item in self.pending):
             return None
-        return start_s + (self.timeline.audio_ms - low_water_ms) / 1000.0
+        return dry_s - low_water_ms / 1000.0
 
     # --- release in order -----------------------------------------------------------------
 
@@ -500,6 +498,7 @@ class ContextStream:
             self.metrics.stall_ms += stall_ms
         seg = job.spec.segment
         for pcm, duration_ms, words in job.chunks:
+            self.listener.hear(now_s, duration_ms)
             spoken = self.timeline.add_audio(seg.start, seg.end, duration_ms, words)
             if self.format.alignment and spoken:
                 chars = SpokenTimeline.characters(spoken)
