@@ -268,16 +268,17 @@ async def test_a_segment_due_later_than_the_horizon_leaves_the_last_worker_free(
         busy = asyncio.create_task(collect(pool, "busy", owner="a"))
         await wait_for(lambda: engine.started == ["busy"])
         far = asyncio.create_task(collect(pool, "far", owner="b", start_by_s=time.monotonic() + 60))
-        await asyncio.sleep(0.05)
-        assert engine.started == ["busy"] and pool.waiting_jobs == 1
+        await wait_for(lambda: pool.waiting_jobs == 1)  # queued: the grant has passed it by
+        assert engine.started == ["busy"]
         soon = asyncio.create_task(
             collect(pool, "soon", owner="c", start_by_s=time.monotonic() + 0.5)
         )
         await wait_for(lambda: engine.started == ["busy", "soon"])  # due within the horizon
         engine.gate("busy").set()
         await busy
-        await asyncio.sleep(0.05)
-        assert engine.started == ["busy", "soon"]  # one free worker: still kept
+        # the worker's thread returned and the pool granted again (one callback does both)
+        await wait_for(lambda: pool.running_jobs == 1)
+        assert engine.started == ["busy", "soon"] and pool.waiting_jobs == 1  # still kept
         engine.gate("soon").set()
         await soon
         await wait_for(lambda: engine.started == ["busy", "soon", "far"])  # two free: it starts
