@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "soak": "speakstream.bench.soak:run",
     "quality": "speakstream.bench.quality:run",
     "load": "speakstream.bench.load:run",
+    "pairs": "speakstream.bench.pairs:run",
     "compat": "speakstream.bench.compat:run",
     "wyoming": "speakstream.bench.wyoming:run",
     "chatterbox": "speakstream.bench.chatterbox:run",

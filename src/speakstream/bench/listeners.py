@@ -46,6 +46,7 @@ class Heard:
     errors: list[str] = field(default_factory=list)
     refused: bool = False
     server_stall_ms: float | None = None  # what speakstream's ``done`` says (others: None)
+    server_segments: int | None = None  # the same: the segments its text was cut into
 
     @property
     def ttfa_ms(self) -> float | None:
@@ -90,6 +91,7 @@ async def _native(
                 heard.chunks.append((item.received_s, 1000.0 * len(item.data) / 2 / rate_hz))
             elif isinstance(item, Event) and item.type == "done":
                 heard.server_stall_ms = float(item.data["metrics"]["stall_ms"])
+                heard.server_segments = int(item.data["metrics"]["segments"])
             elif isinstance(item, Event) and item.type == "error":
                 heard.errors.append(str(item.data.get("code")))
                 if item.data.get("code") == "busy":  # refused: its text goes nowhere

@@ -123,6 +123,7 @@ def listener_result(heard: Heard) -> dict[str, Any]:
         "audio_s": heard.audio_s,
         "errors": heard.errors,
         "server_stall_ms": heard.server_stall_ms,
+        "server_segments": heard.server_segments,
     }
 
 
@@ -170,6 +171,7 @@ async def at_load(
         "underrun_ms_total": round(sum(r["underrun_ms"] for r in results), 1),
         # the server's own count (speakstream: done's stall_ms, no jitter buffer; else None)
         "server_stall_ms_total": _total([r["server_stall_ms"] for r in results]),
+        "server_segments_total": _total([r["server_segments"] for r in results]),
         "audio_s_per_s": round(sum(r["audio_s"] for r in results) / wall_s, 2),
         "server_cpu_cores": round((_cpu_s(pid) - cpu_before_s) / wall_s, 2),
         "server_peak_rss_mb": round(peak_rss_mb, 1),
@@ -178,7 +180,7 @@ async def at_load(
     }
 
 
-def _total(values: list[float | None]) -> float | None:
+def _total(values: Sequence[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return round(sum(known), 1) if known else None
 
