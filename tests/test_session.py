@@ -649,12 +649,18 @@ def test_a_listener_waiting_for_audio_whose_text_had_come_has_stalled() -> None:
     assert metrics["stalls"] == 1 and metrics["stall_ms"] == pytest.approx(300.0)
 
 
-def test_a_listener_waiting_for_text_that_had_not_come_has_not_stalled() -> None:
-    # a typist slower than speech: each word comes after the audio before it has played
+def _hello_played() -> Session:
+    """A session whose one context's first word ("Hello ", at 10.0) played 10.05 to 10.35."""
     s = make_session(max_jobs_in_flight=8, first_segment_budget_ms=0)
     [first] = jobs(feed(s, 10.0, type="text", text="Hello "))
     s.job_audio(first.job.job_id, "a", 300.0, 10.05)  # plays 10.05 to 10.35
     s.job_finished(first.job.job_id, 0.05, 0.0, 10.05)
+    return s
+
+
+def test_a_listener_waiting_for_text_that_had_not_come_has_not_stalled() -> None:
+    # a typist slower than speech: each word comes after the audio before it has played
+    s = _hello_played()
     out = feed(s, 11.0, type="text", text="there.")
     out += feed(s, 11.0, type="end")
     [second] = jobs(out)
@@ -679,10 +685,7 @@ def test_a_listener_that_waited_is_planned_from_where_it_resumed() -> None:
     # Regression: the model kept the first byte's clock, so a listener that once waited
     # (here for a typist) looked ever behind: its segments' start-by times fell a second
     # early, and the engine pool, earliest deadline first, ran them before others' due work.
-    s = make_session(max_jobs_in_flight=8, first_segment_budget_ms=0)
-    [first] = jobs(feed(s, 10.0, type="text", text="Hello "))
-    s.job_audio(first.job.job_id, "a", 300.0, 10.05)  # plays 10.05 to 10.35
-    s.job_finished(first.job.job_id, 0.05, 0.0, 10.05)
+    s = _hello_played()
     out = feed(s, 11.0, type="text", text="there ")
     [second] = jobs(out + s.poll(11.2))  # the input paused: the word goes
     s.job_audio(second.job.job_id, "b", 2000.0, 11.3)  # the listener resumes: 11.3 to 13.3
