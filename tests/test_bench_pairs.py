@@ -46,6 +46,7 @@ def test_a_quick_run_pairs_the_two_modes_on_fresh_servers(
         assert row["ttfa_ms"]["n"] == 2  # both listeners heard audio
         assert row["server_segments_total"] >= 2  # from each context's done
         assert row["server_stall_ms_total"] is not None
+        assert row["ttfa_p95_ms"] == row["ttfa_ms"]["p95"] > 0
     for measure in pairs.MEASURES:
         v = results["verdicts"][measure]
         assert v["a_less"] + v["b_less"] + v["ties"] == 1

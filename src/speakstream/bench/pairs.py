@@ -7,8 +7,8 @@ apart say little. Here each of two variants (server flags; by default the concur
 mode against the seed's sequential one) serves N LLM-paced listeners arriving over a
 window (the load benchmark's clients and measures) on a fresh server of its own, the
 variants alternate (A B, B A, A B…), and the verdict is per pair: how many pairs each
-variant won on underrun time (the listeners', 100 ms jitter buffer) and on the server's
-own stall time, and the median difference. Admission control is off in both, so each
+variant won on underrun time (the listeners', 100 ms jitter buffer), on the server's own
+stall time and on first audio p95, and the median difference. Admission control is off in both, so each
 serves every listener.
 
 Environment: ``PAIRS_BENCH_LISTENERS`` (N, default 14), ``PAIRS_BENCH_ROUNDS`` (pairs,
@@ -33,7 +33,7 @@ from speakstream.bench.load import PARAGRAPH, QUICK_TEXT, TOKENS_PER_S, at_load,
 DEFAULT_FLAGS = {"A": "", "B": "--no-bidirectional-streaming-enabled"}
 ADMISSION_OFF = ("--admission-fraction", "0")
 # what each pair is judged on (less is better), from the load benchmark's rows
-MEASURES = ("underrun_ms_total", "server_stall_ms_total")
+MEASURES = ("underrun_ms_total", "server_stall_ms_total", "ttfa_p95_ms")
 
 
 def verdict(pairs: Sequence[dict[str, dict[str, Any]]], measure: str) -> dict[str, Any]:
@@ -64,6 +64,7 @@ async def pairs_async(
                     return listen("speakstream", url, index, text)
 
                 row = await at_load(client, pid, count, arrival_s)
+            row["ttfa_p95_ms"] = row["ttfa_ms"].get("p95")
             pair[variant] = row
             print(
                 f"pair {round_index + 1} {variant}: underrun streams "
