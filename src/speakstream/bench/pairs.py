@@ -8,8 +8,9 @@ mode against the seed's sequential one) serves N LLM-paced listeners arriving ov
 window (the load benchmark's clients and measures) on a fresh server of its own, the
 variants alternate (A B, B A, A B…), and the verdict is per pair: how many pairs each
 variant won on underrun time (the listeners', 100 ms jitter buffer), on the server's own
-stall time and on first audio p95, and the median difference. Admission control is off in both, so each
-serves every listener.
+stall time and on first audio p95, and the median difference. Admission control is off
+in both, so each serves every listener. Run it once with both variants the same (A/A)
+to see what chance alone gives here.
 
 Environment: ``PAIRS_BENCH_LISTENERS`` (N, default 14), ``PAIRS_BENCH_ROUNDS`` (pairs,
 default 6), ``PAIRS_BENCH_ARRIVAL_S`` (default 2), ``PAIRS_BENCH_A`` and
