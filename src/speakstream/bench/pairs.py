@@ -71,7 +71,7 @@ async def pairs_async(
                 f"pair {round_index + 1} {variant}: underrun streams "
                 f"{row['streams_with_underruns']} ({row['underrun_ms_total']} ms), server "
                 f"stall {row['server_stall_ms_total']} ms, segments "
-                f"{row['server_segments_total']}, ttfa p95 {row['ttfa_ms'].get('p95')} ms",
+                f"{row['server_segments_total']}, ttfa p95 {row['ttfa_p95_ms']} ms",
                 flush=True,
             )
         pairs.append(pair)

@@ -5,8 +5,8 @@ Every context has a listener playing its audio in real time from the first byte 
 that runs dry plays on when the next audio comes). From the audio released, the time
 since its first byte, the audio still on its way (segments being synthesized) and the
 engine's measured speed, ``cut_by_s`` says when the whole words buffered must go to the
-engine at the latest. Before that, waiting for the end of
-the sentence costs nothing and keeps the sentence whole (better prosody).
+engine at the latest. Before that, waiting for the end of the sentence costs nothing and
+keeps the sentence whole (better prosody).
 
 ``EngineSpeed`` learns the engine's cost as ``overhead_ms + ms_per_char * characters``
 by exponentially weighted least squares over the segments synthesized (one model shared
