@@ -29,6 +29,24 @@ def test_the_verdict_counts_the_pairs_each_variant_won() -> None:
     assert pairs.verdict([_pair(None, 5.0)], "underrun_ms_total")["median_b_minus_a"] is None
 
 
+def _row(underrun_streams: int, ttfa_p95_ms: float, refused: int = 0) -> dict[str, Any]:
+    return {
+        "streams_with_underruns": underrun_streams,
+        "streams_refused": refused,
+        "streams_without_audio": 0,
+        "ttfa_ms": {"p95": ttfa_p95_ms},
+    }
+
+
+def test_a_run_serves_its_listeners_only_without_underrun_refusal_or_late_first_audio() -> None:
+    runs = [
+        {"A": _row(0, 250.0), "B": _row(0, 250.0)},
+        {"A": _row(0, 301.0), "B": _row(1, 100.0)},  # A late, B stalled
+        {"A": _row(0, 300.0), "B": _row(0, 100.0, refused=1)},  # B refused one
+    ]
+    assert pairs.served_runs(runs) == {"A": 2, "B": 1}
+
+
 def test_a_quick_run_pairs_the_two_modes_on_fresh_servers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -50,4 +68,7 @@ def test_a_quick_run_pairs_the_two_modes_on_fresh_servers(
     for measure in pairs.MEASURES:
         v = results["verdicts"][measure]
         assert v["a_less"] + v["b_less"] + v["ties"] == 1
-    assert "underrun_ms_total: less with A in" in capsys.readouterr().out
+    assert set(results["served_runs"]) == {"A", "B"}
+    out = capsys.readouterr().out
+    assert "underrun_ms_total: less with A in" in out
+    assert "all 2 listeners served" in out

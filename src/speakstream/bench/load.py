@@ -272,17 +272,23 @@ async def load_async(
     }
 
 
+def meets_goal(row: dict[str, Any]) -> bool:
+    """Whether every listener of ``row`` was served: p95 first audio within the goal, no
+    underrun, none refused, none left without audio."""
+    return not (
+        row["streams_with_underruns"]
+        or row["streams_refused"]
+        or row["streams_without_audio"]
+        or row["ttfa_ms"].get("p95", 1e9) > TTFA_GOAL_MS
+    )
+
+
 def listeners_served(rows: list[dict[str, Any]]) -> int:
-    """The largest N whose row meets the goal (p95 first audio, no underrun, none
-    refused), and every smaller N measured too: a row that misses it ends the count."""
+    """The largest N whose row meets the goal, and every smaller N measured too: a row
+    that misses it ends the count."""
     served = 0
     for r in sorted(rows, key=lambda r: int(r["listeners"])):
-        if (
-            r["streams_with_underruns"]
-            or r["streams_refused"]
-            or r["streams_without_audio"]
-            or r["ttfa_ms"].get("p95", 1e9) > TTFA_GOAL_MS
-        ):
+        if not meets_goal(r):
             break
         served = int(r["listeners"])
     return served
