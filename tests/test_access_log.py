@@ -64,3 +64,22 @@ def test_json_lines() -> None:
     except ValueError:
         failed = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
     assert "ValueError: boom" in json.loads(formatter.format(failed))["exception"]
+
+
+def test_a_cancelled_context_gets_its_line_without_the_text_it_never_spoke(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from speakstream.protocol.server_messages import Cancelled
+    from speakstream.server.access_log import ConnectionLog
+
+    log = ConnectionLog("127.0.0.1:1", None, "/v1/stream", "r1")
+    with caplog.at_level(logging.INFO, logger="speakstream"):
+        so_far = {"ttfa_ms": 80.04, "audio_ms": 1500.0, "characters": 300}
+        log.observe(Cancelled("a", metrics=so_far), "v")
+        log.observe(Cancelled("b"), "v")  # its done was sent: no second line
+        log.finish()
+    context, connection = (r.fields for r in caplog.records)  # type: ignore[attr-defined]
+    assert context["event"] == "context cancelled" and "characters" not in context
+    assert (context["context"], context["audio_s"], context["first_audio_ms"]) == ("a", 1.5, 80.0)
+    assert connection["contexts"] == 1 and connection["characters"] == 0
+    assert connection["audio_s"] == 1.5

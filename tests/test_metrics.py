@@ -134,6 +134,26 @@ def test_stalls_reported_in_done_are_counted() -> None:
     assert value(found, "speakstream_listener_stall_seconds_total", **labels) == 0.5
 
 
+def test_a_cancelled_context_counts_its_audio_and_stalls_not_its_unspoken_text() -> None:
+    from speakstream.protocol.server_messages import Cancelled
+
+    metrics = Metrics("fake", lambda: 0, lambda: 0)
+    conn = metrics.for_connection("/v1/stream")
+    so_far = {"ttfa_ms": 80.0, "audio_ms": 1500.0, "stalls": 1, "stall_ms": 250.0}
+    conn.observe(Cancelled("c", metrics={**so_far, "characters": 300, "segments": 4}), "v")
+    conn.observe(Cancelled("d"), "v")  # a context that had sent its done: nothing again
+    found = samples(metrics.render().decode())
+    labels = {"endpoint": "/v1/stream", "engine": "fake", "voice": "v"}
+    assert value(found, "speakstream_cancels_total", endpoint="/v1/stream", engine="fake") == 2
+    assert value(found, "speakstream_listener_stalls_total", **labels) == 1
+    assert value(found, "speakstream_listener_stall_seconds_total", **labels) == 0.25
+    assert value(found, "speakstream_audio_seconds_total", **labels) == 1.5
+    assert value(found, "speakstream_time_to_first_audio_seconds_count", **labels) == 1
+    # received, not spoken: a cancel leaves them out
+    assert value(found, "speakstream_characters_total", **labels) == 0
+    assert value(found, "speakstream_end_to_end_latency_seconds_count", **labels) == 0
+
+
 def test_labels_are_bounded() -> None:
     metrics = Metrics("fake", lambda: 0, lambda: 0)
     for family in text_string_to_metric_families(metrics.render().decode()):

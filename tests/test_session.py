@@ -168,7 +168,10 @@ def test_cancel_drops_everything_of_the_context_at_once() -> None:
     [cancel] = [o for o in out if isinstance(o, CancelJobs)]
     assert set(cancel.job_ids) == {a0.job.job_id}  # a1 already finished its synthesis
     [cancelled] = [o for o in out if isinstance(o, Send)]
-    assert cancelled.urgent and cancelled.message.to_dict() == {"type": "cancelled", "context": "a"}
+    assert cancelled.urgent
+    body = cancelled.message.to_dict()
+    assert (body["type"], body["context"]) == ("cancelled", "a")
+    assert body["metrics"]["audio_ms"] == 10.0  # what it had made until the cancel
     assert s.job_audio(a0.job.job_id, "after", 10, 0) == []
     assert s.job_finished(a0.job.job_id, 0, 0, 0) == []
     assert s.active_contexts == 0 and s.jobs_in_flight == 0
@@ -647,6 +650,22 @@ def test_a_listener_waiting_for_audio_whose_text_had_come_has_stalled() -> None:
     out += s.job_finished(second.job.job_id, 0.05, 0.0, 10.9)
     metrics = _done_metrics(out)
     assert metrics["stalls"] == 1 and metrics["stall_ms"] == pytest.approx(300.0)
+
+
+def test_a_cancelled_context_reports_the_stalls_its_listener_heard() -> None:
+    # Regression: only ``done`` carried the metrics, so the stalls of a context cancelled
+    # (a barge-in) reached neither its client nor Prometheus.
+    s = make_session(max_jobs_in_flight=8, first_segment_budget_ms=0)
+    first, second, _ = jobs(feed(s, 10.0, type="text", text="Hello there. And more. "))
+    s.job_audio(first.job.job_id, "a", 500.0, 10.1)  # plays 10.1 to 10.6
+    s.job_finished(first.job.job_id, 0.05, 0.0, 10.1)
+    s.job_audio(second.job.job_id, "b", 500.0, 10.9)  # 0.3 s after the listener ran dry
+    s.job_finished(second.job.job_id, 0.05, 0.0, 10.9)
+    [cancelled] = sends(feed(s, 11.0, type="cancel"))
+    assert cancelled["type"] == "cancelled"
+    metrics = cancelled["metrics"]
+    assert metrics["stalls"] == 1 and metrics["stall_ms"] == pytest.approx(300.0)
+    assert metrics["audio_ms"] == 1000.0 and metrics["ttfa_ms"] == pytest.approx(100.0)
 
 
 def _hello_played() -> Session:

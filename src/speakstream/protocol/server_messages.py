@@ -114,6 +114,9 @@ class Cancelled(ServerMessage):
     type: ClassVar[str] = "cancelled"
     context: str
     split: dict[str, Any] = field(default_factory=dict, metadata={"flatten": True})
+    # ``done``'s metrics as they stood at the cancel, for a context that had not finished
+    # (one that had has sent its ``done``)
+    metrics: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,7 +114,7 @@ class Session:
             elif isinstance(message, EndMessage):
                 self._on_end(message.context, now_s, out)
             elif isinstance(message, CancelMessage):
-                self._on_cancel(message, out)
+                self._on_cancel(message, now_s, out)
             elif isinstance(message, PingMessage):
                 out.append(Send(Pong(message.id), urgent=True))
         except ProtocolError as error:
@@ -362,7 +362,7 @@ class Session:
             self.config.capacity.active -= 1
         return ctx
 
-    def _on_cancel(self, message: CancelMessage, out: list[Output]) -> None:
+    def _on_cancel(self, message: CancelMessage, now_s: float, out: list[Output]) -> None:
         cid = message.context
         ctx = self._forget(cid)
         if ctx is None:
@@ -386,7 +386,8 @@ class Session:
         out.append(DropStream(ctx.stream))
         if running:
             out.append(CancelJobs(tuple(running)))
-        out.append(Send(Cancelled(cid, _split(ctx.timeline, message.played_ms)), urgent=True))
+        split = _split(ctx.timeline, message.played_ms)
+        out.append(Send(Cancelled(cid, split, ctx.metrics.record(now_s)), urgent=True))
 
     # --- ordering and dispatch ------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 ``ConnectionLog`` is fed every server message a connection queues (``observe``) and
 its close code; it logs a line when a context ends (``done``: context, voice,
-characters, audio seconds, first audio ms, errors) and, from ``finish``, one line for
+characters, audio seconds, first audio ms; ``cancelled`` before its ``done``: the same but
+characters, which were received and not all spoken) and, from ``finish``, one line for
 the whole connection (client address, key id, endpoint, request id, voices, contexts,
 characters, audio seconds, first audio ms, errors by code, close code). Each line also
 carries its fields as ``record.fields`` (a dict) for the JSON log format
@@ -17,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from speakstream.protocol.server_messages import Done, ErrorMessage, ServerMessage
+from speakstream.protocol.server_messages import Cancelled, Done, ErrorMessage, ServerMessage
 
 _LOGGER = logging.getLogger("speakstream.access")
 
@@ -41,25 +42,34 @@ class ConnectionLog:
         if isinstance(message, ErrorMessage):
             self.errors[message.code] += 1
         elif isinstance(message, Done):
-            metrics = message.metrics
-            characters = int(metrics.get("characters") or 0)
-            audio_s = float(metrics.get("audio_ms") or 0) / 1000
-            ttfa_ms = metrics.get("ttfa_ms")
-            self.contexts += 1
+            characters = int(message.metrics.get("characters") or 0)
             self.characters += characters
-            self.audio_s += audio_s
-            if voice:
-                self.voices.add(voice)
-            if ttfa_ms is not None and self.first_audio_ms is None:
-                self.first_audio_ms = float(ttfa_ms)
-            self._line(
-                "context done",
-                context=message.context,
-                voice=voice,
-                characters=characters,
-                audio_s=round(audio_s, 3),
-                first_audio_ms=None if ttfa_ms is None else round(float(ttfa_ms), 1),
-            )
+            self._context_line("context done", message.context, voice, message.metrics, characters)
+        elif isinstance(message, Cancelled) and message.metrics is not None:
+            self._context_line("context cancelled", message.context, voice, message.metrics)
+
+    def _context_line(
+        self,
+        event: str,
+        context: str,
+        voice: str,
+        metrics: dict[str, Any],
+        characters: int | None = None,
+    ) -> None:
+        audio_s = float(metrics.get("audio_ms") or 0) / 1000
+        ttfa_ms = metrics.get("ttfa_ms")
+        self.contexts += 1
+        self.audio_s += audio_s
+        if voice:
+            self.voices.add(voice)
+        if ttfa_ms is not None and self.first_audio_ms is None:
+            self.first_audio_ms = float(ttfa_ms)
+        fields: dict[str, Any] = {"context": context, "voice": voice}
+        if characters is not None:
+            fields["characters"] = characters
+        fields["audio_s"] = round(audio_s, 3)
+        fields["first_audio_ms"] = None if ttfa_ms is None else round(float(ttfa_ms), 1)
+        self._line(event, **fields)
 
     def closed(self, code: int | None) -> None:
         if self.close_code is None:

@@ -23,6 +23,7 @@ set). Nothing is labelled per connection or per key.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -188,26 +189,37 @@ class ConnectionMetrics:
     def observe(self, message: ServerMessage, voice: str) -> None:
         m = self.metrics
         if isinstance(message, Done):
-            labels = (self.endpoint, m.engine, voice)
-            values = message.metrics
-            if values.get("ttfa_ms") is not None:
-                m.ttfa.labels(*labels).observe(values["ttfa_ms"] / 1000)
-            if values.get("duration_ms") is not None:
-                m.end_to_end.labels(*labels).observe(values["duration_ms"] / 1000)
-            if values.get("rtf") is not None:
-                m.rtf.labels(*labels).observe(values["rtf"])
-            m.characters.labels(*labels).inc(values.get("characters") or 0)
-            m.audio_seconds.labels(*labels).inc((values.get("audio_ms") or 0) / 1000)
-            m.segments.labels(*labels).inc(values.get("segments") or 0)
-            m.stalls.labels(*labels).inc(values.get("stalls") or 0)
-            m.stall_seconds.labels(*labels).inc((values.get("stall_ms") or 0) / 1000)
+            self._context(message.metrics, voice, finished=True)
         elif isinstance(message, SegmentEvent):
             if message.first_chunk_ms is not None:
                 m.generation.labels(m.engine, voice).observe(message.first_chunk_ms / 1000)
         elif isinstance(message, Cancelled):
             m.cancels.labels(self.endpoint, m.engine).inc()
+            if message.metrics is not None:  # what it had made and heard until the cancel
+                self._context(message.metrics, voice, finished=False)
         elif isinstance(message, ErrorMessage):
             m.errors.labels(self.endpoint, message.code).inc()
+
+    def _context(self, values: dict[str, Any], voice: str, *, finished: bool) -> None:
+        """One context's ``done`` metrics. Of a cancelled one (not ``finished``): its
+        first audio, the audio it released and its stalls, not what the cancel cut short
+        (end-to-end time, real-time factor) or counted before it was spoken (characters
+        received, segments cut)."""
+        m = self.metrics
+        labels = (self.endpoint, m.engine, voice)
+        if values.get("ttfa_ms") is not None:
+            m.ttfa.labels(*labels).observe(values["ttfa_ms"] / 1000)
+        m.audio_seconds.labels(*labels).inc((values.get("audio_ms") or 0) / 1000)
+        m.stalls.labels(*labels).inc(values.get("stalls") or 0)
+        m.stall_seconds.labels(*labels).inc((values.get("stall_ms") or 0) / 1000)
+        if not finished:
+            return
+        if values.get("duration_ms") is not None:
+            m.end_to_end.labels(*labels).observe(values["duration_ms"] / 1000)
+        if values.get("rtf") is not None:
+            m.rtf.labels(*labels).observe(values["rtf"])
+        m.characters.labels(*labels).inc(values.get("characters") or 0)
+        m.segments.labels(*labels).inc(values.get("segments") or 0)
 
     def job_finished(self, voice: str, synthesis_s: float, queue_s: float) -> None:
         m = self.metrics
