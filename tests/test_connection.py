@@ -221,3 +221,46 @@ async def test_sequential_mode_answers_one_message_before_reading_the_next(fake:
         assert sock.incoming.empty()
         sock.client_sends(type="end")
         await wait_for(lambda: "done" in sock.types())
+
+
+async def test_a_cancelled_context_leaves_nothing_of_itself_in_the_connection(
+    fake: Engine,
+) -> None:
+    # Regression: the connection's voice of each context (for metrics and the log) was
+    # dropped at ``done`` only, so a long-lived client cancelling each turn (barge-in,
+    # a new context id per turn) grew it by one entry a turn for as long as it stayed.
+    async with session_for({}, fake) as (conn, sock, _):
+        for turn in range(5):
+            sock.client_sends(type="text", context=f"turn-{turn}", text="Hello there, you. ")
+            await wait_for(lambda turn=turn: f"turn-{turn}" in conn.voices)
+            sock.client_sends(type="cancel", context=f"turn-{turn}")
+            await wait_for(lambda turn=turn: sock.types().count("cancelled") == turn + 1)
+        assert conn.voices == {} and conn.session.active_contexts == 0
+
+
+async def test_a_context_left_open_by_a_client_that_goes_is_counted_and_logged(
+    fake: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Its listener heard its audio (and any stalls) even though no done or cancelled came.
+    import logging
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with session_for({}, fake) as (conn, sock, task):
+        with caplog.at_level(logging.INFO, logger="speakstream.access"):
+            sock.client_sends(type="text", context="hung-up", text="Hello there, you. And on ")
+            await wait_for(lambda: len(sock.frames()) > 0)
+            sock.client_leaves()
+            await asyncio.wait_for(task, 10)
+        assert conn.voices == {}
+        metrics = conn.runtime.metrics.render().decode()
+    [line] = [r for r in caplog.records if getattr(r, "fields", {}).get("context") == "hung-up"]
+    assert line.fields["event"] == "context unfinished"  # type: ignore[attr-defined]
+    assert line.fields["first_audio_ms"] is not None  # type: ignore[attr-defined]
+    [ttfa] = [
+        s
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+        if s.name == "speakstream_time_to_first_audio_seconds_count"
+    ]
+    assert ttfa.value == 1

@@ -242,6 +242,11 @@ class Session:
     def active_contexts(self) -> int:
         return len(self._contexts)
 
+    def unfinished(self, now_s: float) -> list[tuple[str, dict[str, Any]]]:
+        """Each open context and its ``done`` metrics as they stand: what a connection
+        that goes now leaves unfinished (its stalls were heard all the same)."""
+        return [(cid, ctx.metrics.record(now_s)) for cid, ctx in self._contexts.items()]
+
     @property
     def jobs_in_flight(self) -> int:
         return self._in_flight

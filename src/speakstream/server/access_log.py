@@ -3,7 +3,8 @@
 ``ConnectionLog`` is fed every server message a connection queues (``observe``) and
 its close code; it logs a line when a context ends (``done``: context, voice,
 characters, audio seconds, first audio ms; ``cancelled`` before its ``done``: the same but
-characters, which were received and not all spoken) and, from ``finish``, one line for
+characters, which were received and not all spoken; ``context unfinished`` for one open
+when the connection went, from ``context_over``) and, from ``finish``, one line for
 the whole connection (client address, key id, endpoint, request id, voices, contexts,
 characters, audio seconds, first audio ms, errors by code, close code). Each line also
 carries its fields as ``record.fields`` (a dict) for the JSON log format
@@ -44,11 +45,11 @@ class ConnectionLog:
         elif isinstance(message, Done):
             characters = int(message.metrics.get("characters") or 0)
             self.characters += characters
-            self._context_line("context done", message.context, voice, message.metrics, characters)
+            self.context_over("context done", message.context, voice, message.metrics, characters)
         elif isinstance(message, Cancelled) and message.metrics is not None:
-            self._context_line("context cancelled", message.context, voice, message.metrics)
+            self.context_over("context cancelled", message.context, voice, message.metrics)
 
-    def _context_line(
+    def context_over(
         self,
         event: str,
         context: str,
@@ -56,6 +57,8 @@ class ConnectionLog:
         metrics: dict[str, Any],
         characters: int | None = None,
     ) -> None:
+        """A context is over (``event``): its line, and its share of the connection's.
+        ``characters``: those it spoke, when it spoke all it got (a context done)."""
         audio_s = float(metrics.get("audio_ms") or 0) / 1000
         ttfa_ms = metrics.get("ttfa_ms")
         self.contexts += 1

@@ -53,7 +53,14 @@ from speakstream.protocol.outputs import (
     SynthesisJob,
     Synthesize,
 )
-from speakstream.protocol.server_messages import Done, ErrorMessage, Flushed, Ready, ServerMessage
+from speakstream.protocol.server_messages import (
+    Cancelled,
+    Done,
+    ErrorMessage,
+    Flushed,
+    Ready,
+    ServerMessage,
+)
 from speakstream.protocol.session import Session
 from speakstream.server.access_log import ConnectionLog
 from speakstream.server.auth import SCOPE_ENDPOINT, SCOPE_KEY_ID, SCOPE_REQUEST_ID
@@ -149,6 +156,10 @@ class Connection:
             self._going_away = asyncio.create_task(self.mode.handle([close]))
 
     async def _shutdown(self) -> None:
+        for context, metrics in self.session.unfinished(time.monotonic()):
+            voice = self.voices.pop(context, "")
+            self.stats.context_over(metrics, voice, finished=False)
+            self.log.context_over("context unfinished", context, voice, metrics)
         self.session.close()
         running = list(self.jobs.values())
         if self._going_away is not None:
@@ -336,7 +347,7 @@ class Connection:
             )
         context = getattr(message, "context", None)
         voice = self.voices.get(context, "") if isinstance(context, str) else ""
-        if isinstance(message, Done):
+        if isinstance(message, Done | Cancelled):  # the context is over
             self.voices.pop(message.context, None)
         self.stats.observe(message, voice)
         self.log.observe(message, voice)

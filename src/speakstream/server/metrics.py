@@ -189,19 +189,20 @@ class ConnectionMetrics:
     def observe(self, message: ServerMessage, voice: str) -> None:
         m = self.metrics
         if isinstance(message, Done):
-            self._context(message.metrics, voice, finished=True)
+            self.context_over(message.metrics, voice, finished=True)
         elif isinstance(message, SegmentEvent):
             if message.first_chunk_ms is not None:
                 m.generation.labels(m.engine, voice).observe(message.first_chunk_ms / 1000)
         elif isinstance(message, Cancelled):
             m.cancels.labels(self.endpoint, m.engine).inc()
             if message.metrics is not None:  # what it had made and heard until the cancel
-                self._context(message.metrics, voice, finished=False)
+                self.context_over(message.metrics, voice, finished=False)
         elif isinstance(message, ErrorMessage):
             m.errors.labels(self.endpoint, message.code).inc()
 
-    def _context(self, values: dict[str, Any], voice: str, *, finished: bool) -> None:
-        """One context's ``done`` metrics. Of a cancelled one (not ``finished``): its
+    def context_over(self, values: dict[str, Any], voice: str, *, finished: bool) -> None:
+        """One context's ``done`` metrics. Of one cancelled or left by its connection
+        (not ``finished``): its
         first audio, the audio it released and its stalls, not what the cancel cut short
         (end-to-end time, real-time factor) or counted before it was spoken (characters
         received, segments cut)."""
