@@ -286,3 +286,66 @@ async def test_a_segment_due_later_than_the_horizon_leaves_the_last_worker_free(
         await far
     finally:
         pool.close()
+
+
+async def test_a_first_segment_takes_an_extra_thread_while_every_worker_is_busy() -> None:
+    # A newcomer's first words waited for a long segment to end (issue 11: first audio p95
+    # 300-465 ms at 8 listeners); with an extra thread for first segments they start at once.
+    engine = GatedEngine()
+    pool = EnginePool(engine, max_workers=2, first_extra_workers=1)
+    due_s = time.monotonic() - 0.01
+    try:
+        busy = [
+            asyncio.create_task(collect(pool, f"long-{i}", owner=i, start_by_s=due_s))
+            for i in range(2)
+        ]
+        await wait_for(lambda: len(engine.started) == 2)
+        later = asyncio.create_task(collect(pool, "later", owner=2, start_by_s=due_s))
+        first = asyncio.create_task(collect(pool, "first", first=True, owner=3))
+        await wait_for(lambda: "first" in engine.started)
+        assert "later" not in engine.started  # the extra thread is for first segments only
+        other_first = asyncio.create_task(collect(pool, "other-first", first=True, owner=4))
+        await wait_for(lambda: pool.waiting_jobs == 2)  # one extra thread, taken
+        assert engine.max_active == 3
+        engine.gate("first").set()
+        await first  # its thread back: the next first segment takes it
+        await wait_for(lambda: "other-first" in engine.started)
+        assert "later" not in engine.started and engine.max_active == 3
+        engine.gate("long-0").set()
+        await wait_for(lambda: "later" in engine.started)  # a worker: the later segment
+        for text in ("long-1", "later", "other-first"):
+            engine.gate(text).set()
+        await asyncio.gather(*busy, later, other_first)
+        assert engine.max_active == 3  # never more threads than workers + extra
+        await wait_for(lambda: pool.running_jobs == 0)
+        # every slot came back: two workers and the extra thread
+        again = [asyncio.create_task(collect(pool, f"again-{i}", owner=i)) for i in range(2)]
+        await wait_for(lambda: sum(t.startswith("again") for t in engine.started) == 2)
+        third = asyncio.create_task(collect(pool, "third-first", first=True, owner=9))
+        await wait_for(lambda: "third-first" in engine.started)
+        for text in ("again-0", "again-1", "third-first"):
+            engine.gate(text).set()
+        await asyncio.gather(*again, third)
+    finally:
+        pool.close()
+
+
+async def test_a_first_segment_cancelled_on_an_extra_thread_gives_it_back() -> None:
+    engine = GatedEngine()
+    pool = EnginePool(engine, max_workers=1, first_extra_workers=1)
+    try:
+        busy = asyncio.create_task(collect(pool, "busy"))
+        await wait_for(lambda: engine.started == ["busy"])
+        first = asyncio.create_task(collect(pool, "first", first=True))
+        await wait_for(lambda: engine.started == ["busy", "first"])
+        first.cancel()
+        engine.gate("first").set()  # the thread returns at its next chunk
+        await asyncio.gather(first, return_exceptions=True)
+        await wait_for(lambda: pool.running_jobs == 1)
+        second = asyncio.create_task(collect(pool, "second", first=True))
+        await wait_for(lambda: engine.started[-1] == "second")
+        for text in ("busy", "second"):
+            engine.gate(text).set()
+        await asyncio.gather(busy, second)
+    finally:
+        pool.close()

@@ -169,6 +169,14 @@ class Settings:
     max_concurrent_tasks: int = setting(
         2, "synthesis jobs running at once, server-wide (the engine worker pool)", 1, 256
     )
+    first_segment_extra_workers: int = setting(
+        1,
+        "engine threads beyond max_concurrent_tasks that only a context's first segment "
+        "takes, while every worker is busy (it starts at once, sharing the cores, instead of "
+        "waiting for a long segment to end); 0: none",
+        0,
+        16,
+    )
     max_jobs_in_flight: int = setting(
         _SESSION.max_jobs_in_flight,
         "segments per connection being synthesized or waiting to be sent (bounds reordering)",

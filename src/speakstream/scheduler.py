@@ -6,7 +6,10 @@
   one (time to first audio matters most), then by arrival; while a first segment runs,
   later segments not yet due do not start; a later segment not due within
   ``reserve_horizon_s`` does not take the last free worker; and the last free worker is
-  kept for a connection that has nothing running.
+  kept for a connection that has nothing running. ``first_extra_workers`` more threads
+  take only first segments, and only while every worker is busy: a newcomer's first words
+  start at once, sharing the cores with the segments running, instead of waiting for a
+  long segment to end (a segment cannot be stopped once started).
   A waiting job that is cancelled simply leaves.
 * Streaming: the blocking engine runs in a worker thread and hands each PCM chunk to the
   event loop as soon as it exists (``call_soon_threadsafe``); the loop never blocks.
@@ -84,17 +87,25 @@ class _Waiter:
     order: int  # then by arrival
     owner: Hashable = field(compare=False)
     future: asyncio.Future[None] = field(compare=False)
+    extra: bool = field(default=False, compare=False)  # granted an extra thread
 
 
 class EnginePool:
     def __init__(
-        self, engine: Engine, max_workers: int, reserve_horizon_s: float = RESERVE_HORIZON_S
+        self,
+        engine: Engine,
+        max_workers: int,
+        reserve_horizon_s: float = RESERVE_HORIZON_S,
+        first_extra_workers: int = 0,
     ) -> None:
         self.engine = engine
         self.max_workers = max_workers
         self.reserve_horizon_s = reserve_horizon_s
-        self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="speakstream-engine")
+        self._executor = ThreadPoolExecutor(
+            max_workers + first_extra_workers, thread_name_prefix="speakstream-engine"
+        )
         self._free = max_workers
+        self._extra_free = first_extra_workers  # threads for first segments only
         self._running_first = 0
         self._running_by_owner: Counter[Hashable] = Counter()
         self._waiters: list[_Waiter] = []  # sorted: best priority, then arrival
@@ -136,24 +147,23 @@ class EnginePool:
     def _grant(self) -> None:
         """Hand free slots to waiters, best priority first, then by arrival; a later
         segment held back by the rules for later segments is looked at again when they
-        let it start."""
+        let it start. With every worker busy, a first segment takes an extra thread."""
         self._waiters = [w for w in self._waiters if not w.future.done()]
         now_s = time.monotonic()
         retry_s = math.inf
         for waiter in list(self._waiters):
             if self._free == 0:
-                break
+                if self._extra_free == 0:
+                    break
+                if waiter.priority == 0:
+                    self._start(waiter, extra=True)
+                continue
             if not self._may_start(waiter, now_s):
                 not_before_s = self._not_before_s(waiter)
                 if not_before_s > now_s:
                     retry_s = min(retry_s, not_before_s)
                 continue
-            self._waiters.remove(waiter)
-            self._free -= 1
-            self._running_by_owner[waiter.owner] += 1
-            if waiter.priority == 0:
-                self._running_first += 1
-            waiter.future.set_result(None)
+            self._start(waiter, extra=False)
         if self._regrant is not None:
             self._regrant.cancel()
             self._regrant = None
@@ -161,8 +171,23 @@ class EnginePool:
             loop = asyncio.get_running_loop()  # its clock is time.monotonic()
             self._regrant = loop.call_at(retry_s, self._grant)
 
-    def _release(self, priority: int, owner: Hashable) -> None:
-        self._free += 1
+    def _start(self, waiter: _Waiter, *, extra: bool) -> None:
+        self._waiters.remove(waiter)
+        if extra:
+            self._extra_free -= 1
+        else:
+            self._free -= 1
+        self._running_by_owner[waiter.owner] += 1
+        if waiter.priority == 0:
+            self._running_first += 1
+        waiter.extra = extra
+        waiter.future.set_result(None)
+
+    def _release(self, priority: int, owner: Hashable, extra: bool = False) -> None:
+        if extra:
+            self._extra_free += 1
+        else:
+            self._free += 1
         if priority == 0:
             self._running_first -= 1
         self._running_by_owner[owner] -= 1
@@ -170,7 +195,8 @@ class EnginePool:
             del self._running_by_owner[owner]
         self._grant()
 
-    async def _acquire(self, priority: int, owner: Hashable, start_by_s: float) -> None:
+    async def _acquire(self, priority: int, owner: Hashable, start_by_s: float) -> bool:
+        """Wait for a slot; True: an extra thread (for first segments only)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(start_by_s, priority, next(self._order), owner, fut)
         bisect.insort(self._waiters, waiter)
@@ -180,8 +206,9 @@ class EnginePool:
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
                 # the slot was handed to us just as we were cancelled
-                self._release(priority, owner)
+                self._release(priority, owner, waiter.extra)
             raise
+        return waiter.extra
 
     async def stream(
         self,
@@ -211,7 +238,7 @@ class EnginePool:
         clock.queued_s = time.monotonic()
         priority = 0 if first else 1
         owner = owner if owner is not None else object()
-        await self._acquire(priority, owner, start_by_s)
+        extra = await self._acquire(priority, owner, start_by_s)
         clock.started_s = time.monotonic()
         if on_start is not None:
             on_start()
@@ -237,7 +264,7 @@ class EnginePool:
             # its caller has handed the audio on, which a client that does not read could
             # put off forever (and so stall every other connection).
             self.running_jobs -= 1
-            self._release(priority, owner)
+            self._release(priority, owner, extra)
 
         self.running_jobs += 1
         future = loop.run_in_executor(self._executor, work)

@@ -183,7 +183,11 @@ class Runtime:
                 },
             },
         )
-        pool = EnginePool(engine, settings.max_concurrent_tasks)
+        pool = EnginePool(
+            engine,
+            settings.max_concurrent_tasks,
+            first_extra_workers=settings.first_segment_extra_workers,
+        )
         synthesizer = Synthesizer(engine, pool, seam_policy(settings), settings.task_timeout)
         voice_map = VoiceMap(settings, session_config.voices, caps.default_voice)  # live
         metrics = Metrics(
