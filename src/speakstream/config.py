@@ -177,6 +177,13 @@ class Settings:
         0,
         16,
     )
+    reserve_horizon_s: float = setting(
+        1.0,
+        "a later segment due further ahead than this (seconds) leaves the last free worker "
+        "to first segments and due work (3600: never)",
+        0,
+        3600,
+    )
     max_jobs_in_flight: int = setting(
         _SESSION.max_jobs_in_flight,
         "segments per connection being synthesized or waiting to be sent (bounds reordering)",

@@ -186,6 +186,7 @@ class Runtime:
         pool = EnginePool(
             engine,
             settings.max_concurrent_tasks,
+            reserve_horizon_s=settings.reserve_horizon_s,
             first_extra_workers=settings.first_segment_extra_workers,
         )
         synthesizer = Synthesizer(engine, pool, seam_policy(settings), settings.task_timeout)
