@@ -349,3 +349,23 @@ async def test_a_first_segment_cancelled_on_an_extra_thread_gives_it_back() -> N
         await asyncio.gather(busy, second)
     finally:
         pool.close()
+
+
+async def test_behind_other_first_segments_a_first_segment_waits_its_turn() -> None:
+    # Short first segments all alike (clients arriving at once) finish sooner one after
+    # another than sharing the cores: the extra thread is for waits behind later segments.
+    engine = GatedEngine()
+    pool = EnginePool(engine, max_workers=2, first_extra_workers=1)
+    try:
+        firsts = [
+            asyncio.create_task(collect(pool, f"first-{i}", first=True, owner=i)) for i in range(3)
+        ]
+        await wait_for(lambda: len(engine.started) == 2 and pool.waiting_jobs == 1)
+        engine.gate(engine.started[0]).set()
+        await wait_for(lambda: len(engine.started) == 3)
+        for text in engine.started:
+            engine.gate(text).set()
+        await asyncio.gather(*firsts)
+        assert engine.max_active == 2
+    finally:
+        pool.close()

@@ -7,9 +7,11 @@
   later segments not yet due do not start; a later segment not due within
   ``reserve_horizon_s`` does not take the last free worker; and the last free worker is
   kept for a connection that has nothing running. ``first_extra_workers`` more threads
-  take only first segments, and only while every worker is busy: a newcomer's first words
-  start at once, sharing the cores with the segments running, instead of waiting for a
-  long segment to end (a segment cannot be stopped once started).
+  take only first segments, and only while every worker is busy and one of them with a
+  later segment: a newcomer's first words start at once, sharing the cores, instead of
+  waiting for a long segment to end (a segment cannot be stopped once started). Behind
+  other first segments (short, all alike) they wait: sharing the cores among equal short
+  jobs makes each later than running them in turn.
   A waiting job that is cancelled simply leaves.
 * Streaming: the blocking engine runs in a worker thread and hands each PCM chunk to the
   event loop as soon as it exists (``call_soon_threadsafe``); the loop never blocks.
@@ -107,6 +109,7 @@ class EnginePool:
         self._free = max_workers
         self._extra_free = first_extra_workers  # threads for first segments only
         self._running_first = 0
+        self._running_later = 0
         self._running_by_owner: Counter[Hashable] = Counter()
         self._waiters: list[_Waiter] = []  # sorted: best priority, then arrival
         self._order = itertools.count()
@@ -147,13 +150,14 @@ class EnginePool:
     def _grant(self) -> None:
         """Hand free slots to waiters, best priority first, then by arrival; a later
         segment held back by the rules for later segments is looked at again when they
-        let it start. With every worker busy, a first segment takes an extra thread."""
+        let it start. With every worker busy, one of them with a later segment, a first
+        segment takes an extra thread."""
         self._waiters = [w for w in self._waiters if not w.future.done()]
         now_s = time.monotonic()
         retry_s = math.inf
         for waiter in list(self._waiters):
             if self._free == 0:
-                if self._extra_free == 0:
+                if self._extra_free == 0 or self._running_later == 0:
                     break
                 if waiter.priority == 0:
                     self._start(waiter, extra=True)
@@ -180,6 +184,8 @@ class EnginePool:
         self._running_by_owner[waiter.owner] += 1
         if waiter.priority == 0:
             self._running_first += 1
+        else:
+            self._running_later += 1
         waiter.extra = extra
         waiter.future.set_result(None)
 
@@ -190,6 +196,8 @@ class EnginePool:
             self._free += 1
         if priority == 0:
             self._running_first -= 1
+        else:
+            self._running_later -= 1
         self._running_by_owner[owner] -= 1
         if self._running_by_owner[owner] <= 0:
             del self._running_by_owner[owner]
