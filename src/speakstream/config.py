@@ -172,8 +172,8 @@ class Settings:
     first_segment_extra_workers: int = setting(
         1,
         "engine threads beyond max_concurrent_tasks that only a context's first segment "
-        "takes, while every worker is busy (it starts at once, sharing the cores, instead of "
-        "waiting for a long segment to end); 0: none",
+        "takes, while every worker is busy and one with a later segment (it starts at once, "
+        "sharing the cores, instead of waiting for a long segment to end); 0: none",
         0,
         16,
     )
