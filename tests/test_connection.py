@@ -244,7 +244,7 @@ async def test_a_context_left_open_by_a_client_that_goes_is_counted_and_logged(
     # Its listener heard its audio (and any stalls) even though no done or cancelled came.
     import logging
 
-    from prometheus_client.parser import text_string_to_metric_families
+    from tests.test_metrics import samples, value
 
     async with session_for({}, fake) as (conn, sock, task):
         with caplog.at_level(logging.INFO, logger="speakstream.access"):
@@ -257,10 +257,6 @@ async def test_a_context_left_open_by_a_client_that_goes_is_counted_and_logged(
     [line] = [r for r in caplog.records if getattr(r, "fields", {}).get("context") == "hung-up"]
     assert line.fields["event"] == "context unfinished"  # type: ignore[attr-defined]
     assert line.fields["first_audio_ms"] is not None  # type: ignore[attr-defined]
-    [ttfa] = [
-        s
-        for family in text_string_to_metric_families(metrics)
-        for s in family.samples
-        if s.name == "speakstream_time_to_first_audio_seconds_count"
-    ]
-    assert ttfa.value == 1
+    labels = {"endpoint": "other", "engine": "fake", "voice": fake.capabilities.default_voice}
+    ttfa = value(samples(metrics), "speakstream_time_to_first_audio_seconds_count", **labels)
+    assert ttfa == 1

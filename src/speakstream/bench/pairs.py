@@ -10,9 +10,9 @@ variants alternate (A B, B A, A B…), and the verdict is per pair: how many pai
 variant won on underrun time (the listeners', 100 ms jitter buffer), on the server's own
 stall time and on first audio p95, and the median difference; and per variant, in how
 many of its runs every listener was served (the load benchmark's goal: p95 first audio
-<= 300 ms, no underrun), which with both variants the same (A/A) is the chance that N
-listeners are served on this machine. Admission control is off in both, so each serves
-every listener. Run it once as an A/A to see what chance alone gives here.
+<= 300 ms, no underrun). Admission control is off in both, so each serves every
+listener. Run it once with both variants the same (A/A) to see what chance alone gives
+here, and how often N listeners are served on this machine.
 
 Environment: ``PAIRS_BENCH_LISTENERS`` (N, default 14), ``PAIRS_BENCH_ROUNDS`` (pairs,
 default 6), ``PAIRS_BENCH_ARRIVAL_S`` (default 2), ``PAIRS_BENCH_A`` and

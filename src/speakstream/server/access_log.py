@@ -44,7 +44,6 @@ class ConnectionLog:
             self.errors[message.code] += 1
         elif isinstance(message, Done):
             characters = int(message.metrics.get("characters") or 0)
-            self.characters += characters
             self.context_over("context done", message.context, voice, message.metrics, characters)
         elif isinstance(message, Cancelled) and message.metrics is not None:
             self.context_over("context cancelled", message.context, voice, message.metrics)
@@ -69,6 +68,7 @@ class ConnectionLog:
             self.first_audio_ms = float(ttfa_ms)
         fields: dict[str, Any] = {"context": context, "voice": voice}
         if characters is not None:
+            self.characters += characters
             fields["characters"] = characters
         fields["audio_s"] = round(audio_s, 3)
         fields["first_audio_ms"] = None if ttfa_ms is None else round(float(ttfa_ms), 1)

@@ -202,10 +202,9 @@ class ConnectionMetrics:
 
     def context_over(self, values: dict[str, Any], voice: str, *, finished: bool) -> None:
         """One context's ``done`` metrics. Of one cancelled or left by its connection
-        (not ``finished``): its
-        first audio, the audio it released and its stalls, not what the cancel cut short
-        (end-to-end time, real-time factor) or counted before it was spoken (characters
-        received, segments cut)."""
+        (not ``finished``): its first audio, the audio it released and its stalls, not
+        what the end cut short (end-to-end time, real-time factor) or counted before it
+        was spoken (characters received, segments cut)."""
         m = self.metrics
         labels = (self.endpoint, m.engine, voice)
         if values.get("ttfa_ms") is not None:
